@@ -1,0 +1,20 @@
+"""The two error kinds every handler may raise; the delivery policy (app.consumer) acts on them.
+
+- RetryableError: the event may succeed later (store or network down). Not acked; delivered
+  again after a backoff that grows with the delivery count, until `max_deliveries`.
+- FatalError: the event can never succeed (a BOM cycle, malformed input). Acked and sent to the
+  dead-letter stream at once.
+Any other exception is treated as retryable: a bug may be fixed by a deploy.
+"""
+
+
+class RetryableError(Exception):
+    """Processing failed for a reason that may go away; deliver the event again later."""
+
+
+class FatalError(Exception):
+    """Processing can never succeed for this event; dead-letter it now."""
+
+
+class MalformedEvent(FatalError):
+    """A stream entry that is not a valid secretmagic event (names the field and the reason)."""
