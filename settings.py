@@ -1,0 +1,105 @@
+"""Immutable settings: the environment (and Docker secrets), read once at start.
+
+The seed's variables name the Redis of the messenger (MESSENGER_HOST/PORT/PASSWORD/DB); with none of
+them set the messenger is off and the service runs without Redis. MESSENGER_PASSWORD is either the
+password or the path of a file holding it (/run/secrets/redis_password). Secrets are SecretStr:
+they never appear in reprs, logs or errors. A bad value fails at start with the variable named.
+
+The mutable part (configs/config.dev.yaml, hot-reloaded) lives in app.config.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MESSENGER_VARS = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")
+
+
+class SettingsError(ValueError):
+    """An invalid environment; the message names each bad variable (never a secret's value)."""
+
+
+class MessengerSettings(BaseSettings):
+    """The Redis that carries the events (seed: «Immutable»)."""
+
+    model_config = SettingsConfigDict(env_prefix="MESSENGER_", extra="ignore")
+
+    host: str = Field(min_length=1)
+    port: int = Field(6379, ge=1, le=65535)
+    password: SecretStr | None = None
+    db: int = Field(0, ge=0)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _read_secret_file(cls, value: Any) -> Any:
+        # Docker secrets: the variable holds a path; the file holds the password.
+        if isinstance(value, str) and value.startswith("/"):
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError("is a path but no such readable file exists")
+            return path.read_text().strip()
+        return value or None
+
+    @property
+    def url(self) -> str:
+        """The Redis URL without the password (safe to log)."""
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class Settings(BaseSettings):
+    """Everything else that is fixed for the life of the process."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    store_dsn: SecretStr = Field(
+        SecretStr("chdb://./data/chdb"),
+        description="Analytical store: chdb://PATH (embedded), clickhouse://, mysql://, starrocks://",
+    )
+    logs_dsn: SecretStr | None = Field(None, description="PostgreSQL for the log table; off if unset")
+    logs_schema: str = Field("secretmagic", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    logs_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logs_buffer: int = Field(10_000, ge=1, description="Log records kept while PostgreSQL is down")
+    secretmagic_config: Path = Field(Path("configs/config.dev.yaml"), description="Mutable YAML")
+    secretmagic_consumer: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        description="This instance's consumer name in the group (unique per instance)",
+    )
+    metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics and /health; 0 = off")
+    shutdown_timeout: float = Field(30.0, gt=0, description="Seconds in-flight handlers get on stop")
+    outbox_path: Path = Field(Path("data/outbox.sqlite3"))
+    outbox_max_entries: int = Field(100_000, ge=1)
+    outbox_strict: bool = Field(False, description="Raise instead of queueing when Redis is down")
+
+    messenger: MessengerSettings | None = Field(None, exclude=True)
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; raise SettingsError naming every bad variable."""
+    try:
+        settings = Settings()
+        if any(os.environ.get(name) for name in MESSENGER_VARS):
+            settings.messenger = MessengerSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    prefix = "MESSENGER_" if exc.title == MessengerSettings.__name__ else ""
+    problems = []
+    for error in exc.errors():
+        variable = f"{prefix}{error['loc'][0]}".upper() if error["loc"] else prefix.rstrip("_")
+        secret = "PASSWORD" in variable or "DSN" in variable
+        shown = "" if secret or error["type"] == "missing" else f" (got {error['input']!r})"
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing" and prefix:
+            reason += " when any MESSENGER_* variable is set (unset them all: messenger off)"
+        problems.append(f"{variable}: {reason}{shown}")
+    return "invalid environment: " + "; ".join(problems)
