@@ -1,7 +1,9 @@
 """secretmagic: the FastStream worker. `faststream run app:app` runs it.
 
-The application is built on first access of `app.app`/`app.broker`, so that pure modules
-(`features`, `bom`, `store`) can import `app.errors` without reading the environment.
+`app.app` (and `app.broker`) are built on first access from the environment, the mutable config
+and the handlers module, so that pure modules (`features`, `bom`, `store`) and tests can import
+`app.errors`, `app.events` … without reading the environment, and a test can build an app of its
+own handlers with `app.main.create_app(router, settings, live)`.
 """
 
 from typing import Any
@@ -9,7 +11,10 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "broker"):
-        from app import main
+        import handlers
+        from app.main import create_app, load
 
-        return getattr(main, name)
+        worker = create_app(handlers.router, *load())
+        globals().update(app=worker, broker=worker.broker)
+        return globals()[name]
     raise AttributeError(f"module 'app' has no attribute {name!r}")

@@ -18,3 +18,7 @@ class FatalError(Exception):
 
 class MalformedEvent(FatalError):
     """A stream entry that is not a valid secretmagic event (names the field and the reason)."""
+
+
+class MaxDeliveriesExceeded(FatalError):
+    """An entry delivered `max_deliveries` times without success (the last error is kept)."""

@@ -1,0 +1,161 @@
+"""FastStream's RedisBroker, adapted at its two edges to secretmagic's wire format and delivery.
+
+- In: `parse_entry` turns a stream entry with the seed's flat fields (docs/wire-format.md) into a
+  FastStream message whose body is the Event; an entry in FastStream's own envelope (what
+  TestRedisBroker and FastStream publishers send) is accepted too.
+- Out: `EventProducer` writes each published Event as flat fields with XADD MAXLEN ~, routed by
+  event_type through the live `publisher.streams`, a logged no-op while `publisher.enabled` is false
+  or the messenger is off, and through the durable outbox while Redis is unreachable.
+- Reading: stream subscribers are started passively (as TestRedisBroker does); `app.consumer`
+  reads the group and feeds them, because FastStream's own loop has no reclaim-while-reading,
+  backoff, DLQ or NOGROUP recovery (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from faststream.redis import RedisBroker, RedisRouter, StreamSub
+from faststream.redis.message import FAKE_CONSUMER, RedisStreamMessage, bDATA_KEY
+from faststream.redis.publisher.producer import RedisFastProducer
+from faststream.redis.response import DestinationType, RedisPublishCommand
+from redis.asyncio import Redis
+
+from app import events, outbox
+from app.events import Event
+
+if TYPE_CHECKING:
+    from app.config import LiveConfig
+
+log = logging.getLogger("secretmagic")
+
+
+async def parse_entry(
+    msg: Any, original: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """A stream entry → a message whose body is the validated Event as JSON."""
+    fields = msg["data"]
+    if bDATA_KEY in fields:
+        event = Event.model_validate_json((await original(msg)).body)
+    else:
+        event = events.decode(fields)
+    entry_id = msg["message_ids"][0] if msg.get("message_ids") else b""
+    return RedisStreamMessage(
+        raw_message=msg,
+        body=event.model_dump_json().encode(),
+        headers={"event_type": event.event_type, "client_id": event.client_id},
+        content_type="application/json",
+        message_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
+        correlation_id=str(event.event_id),
+        consumer=FAKE_CONSUMER,
+        group=None,
+    )
+
+
+class EventProducer(RedisFastProducer):
+    """Publishes Events as flat fields; routing, retention and fail-safety from live config."""
+
+    live: LiveConfig | None = None
+    box: outbox.Outbox | None = None
+    strict: bool = False
+    enabled: bool = True  # False when the messenger is off (no MESSENGER_* variables)
+
+    async def publish(self, cmd: RedisPublishCommand) -> int | bytes:
+        if cmd.destination_type is not DestinationType.Stream:
+            return await super().publish(cmd)
+        event = cmd.body if isinstance(cmd.body, Event) else Event.model_validate(cmd.body)
+        config = self.live.current.messenger.publisher if self.live else None
+        stream = config.streams.get(event.event_type, cmd.destination) if config else cmd.destination
+        context = {"stream": stream, "event_id": str(event.event_id),
+                   "event_type": event.event_type, "client_id": event.client_id}
+        if not self.enabled or (config and not config.enabled):
+            reason = "messenger off" if not self.enabled else "publisher.enabled is false"
+            log.info("publish skipped (%s)", reason,
+                     extra={"category": "messenger", "context": context})
+            _count(stream, "disabled")
+            return b""
+        maxlen = config.max_length if config else cmd.maxlen
+        client = self._connection.client
+        route = await outbox.publish(client, self.box, stream, events.encode(event), maxlen,
+                                     strict=self.strict or self.box is None)
+        log.info("event published", extra={"category": "messenger",
+                                           "context": {**context, "route": route}})
+        _count(stream, route)
+        return route.encode()
+
+
+def _count(stream: str, route: str) -> None:
+    from app.metrics import PUBLISHED
+
+    PUBLISHED.labels(stream, route).inc()
+
+
+class Broker(RedisBroker):
+    """RedisBroker with the flat wire format and passively started stream subscribers."""
+
+    def _make_producer(self, connection_state: Any, kwargs: dict[str, Any]) -> Any:
+        return EventProducer(
+            connection=connection_state,
+            parser=kwargs.get("parser"),
+            decoder=kwargs.get("decoder"),
+            message_format=self.message_format,
+            serializer=kwargs.get("serializer"),
+        )
+
+    @property
+    def client(self) -> Redis:
+        return cast(Redis, self.config.broker_config.connection.client)
+
+    def handlers(self) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+        """stream -> the subscriber's full FastStream pipeline, for app.consumer to feed."""
+        found: dict[str, Callable[[Any], Awaitable[Any]]] = {}
+        for sub in self.subscribers:
+            name = sub.stream_sub.name  # type: ignore[attr-defined]
+            if name in found:
+                raise ValueError(f"stream {name!r} has two subscribers: register each event "
+                                 "type of a stream on one subscriber")
+            found[name] = sub.process_message
+        return found
+
+    @property
+    def producer(self) -> EventProducer:
+        return cast(EventProducer, self.config.broker_config.producer)
+
+    async def start(self) -> None:
+        # Connecting is lazy in redis-py: an unreachable Redis does not fail the start; the
+        # consumer's loops report it and carry on when it comes.
+        await self.connect()
+        for sub in self.subscribers:
+            # What TestRedisBroker does: handlers ready, no FastStream read loop.
+            sub._build_fastdepends_model()
+            sub._post_start()
+        for pub in self.publishers:
+            await pub.start()
+        self.running = True
+
+
+def stream_subscriber(broker: RedisBroker | RedisRouter, stream: str, event_type: str
+                      ) -> Callable[[Callable[..., Any]], Any]:
+    """`@subscriber` for one event type on one stream.
+
+    The consumer group and this instance's consumer name are applied by app.consumer, which
+    reads for every subscriber. An entry of another event_type finds no handler and is
+    dead-lettered by the policy.
+    """
+    subscriber = broker.subscriber(
+        stream=StreamSub(stream),
+        ack_policy=AckPolicy.MANUAL,  # acks belong to app.consumer's policy
+        title=f"{stream}:{event_type}",
+    )
+
+    def wants(message: StreamMessage[Any]) -> bool:
+        return bool(message.headers.get("event_type") == event_type)
+
+    def register(func: Callable[..., Any]) -> Any:
+        return subscriber(func, filter=wants)
+
+    return register

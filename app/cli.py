@@ -1,0 +1,548 @@
+"""`secretmagic`: monitoring commands that replace the seed's redis-cli sessions.
+
+    secretmagic streams                        KEYS * + XLEN (SCAN TYPE stream, never KEYS)
+    secretmagic groups STREAM                  XINFO GROUPS / XINFO CONSUMERS
+    secretmagic lag                            the lag of every group (Redis 6.2 and 7.x)
+    secretmagic pending STREAM [GROUP]         XPENDING (summary and entries)
+    secretmagic tail STREAM [-n N] [--follow]  XREVRANGE STREAM + - COUNT N, then XREAD BLOCK
+    secretmagic dlq list|show|replay|purge     the dead-letter streams (<group>:dlq)
+
+Tables for people, `--json` for scripts (tail --json prints one JSON object per line). The Redis
+is the app's own: MESSENGER_HOST/PORT/PASSWORD/DB, the password possibly a /run/secrets path.
+Errors are one line on stderr; exit code 1 for a failed request (no such stream, Redis
+unreachable), 2 for a configuration or usage error (environment, authentication, arguments).
+`python -m app ...` is the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from typing import IO, Any, NoReturn
+
+import redis
+
+from app import monitor
+from app.dlq import dlq_stream
+
+PROG = "secretmagic"
+EXIT_FAILED = 1  # the request failed: no such stream/group/entry, Redis unreachable, ...
+EXIT_CONFIG = 2  # bad usage, bad environment, messenger not configured, authentication failed
+
+
+class CliError(Exception):
+    """One line for stderr and the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- the connection ------------------------------------------------------------------------------
+
+
+class Context:
+    """What a command handler gets: its output streams and, lazily, the messenger's Redis."""
+
+    def __init__(self, out: IO[str], err: IO[str], stdin: IO[str]) -> None:
+        self.out, self.err, self.stdin = out, err, stdin
+        self.endpoint = "the messenger's Redis"
+        self.secret: str | None = None
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        from settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise CliError(str(exc), EXIT_CONFIG) from None
+        if settings.messenger is None:
+            raise CliError(
+                "the messenger is not configured: MESSENGER_HOST is unset (set MESSENGER_HOST, "
+                "and MESSENGER_PORT/MESSENGER_PASSWORD/MESSENGER_DB as needed)",
+                EXIT_CONFIG,
+            )
+        messenger = settings.messenger
+        self.endpoint = f"{messenger.host}:{messenger.port}"
+        self.secret = messenger.password.get_secret_value() if messenger.password else None
+        return monitor.connect(messenger)
+
+    def print(self, line: str = "") -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def json(self, value: Any, *, lines: bool = False) -> None:
+        if lines:
+            self.print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        else:
+            self.print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+Handler = Callable[[argparse.Namespace, Context], int]
+Subparsers = Any  # argparse._SubParsersAction[_Parser]
+
+
+# --- plain-text tables ---------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(value: object, width: int | None = None) -> str:
+    """A cell: control characters escaped (entries are untrusted input), cut to `width`."""
+    if value is None:
+        return "-"
+    cell = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+    if width is not None and len(cell) > width:
+        cell = cell[: width - 1] + "…"
+    return cell
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, width: int | None = 60
+) -> str:
+    """Aligned columns separated by two spaces; numbers right-aligned; no trailing blanks."""
+    raw_rows = [list(row) for row in rows]
+    numeric = [
+        bool(raw_rows) and all(isinstance(row[i], int | float) for row in raw_rows)
+        for i in range(len(headers))
+    ]
+    cells = [[clean(v, width) for v in row] for row in raw_rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    lines = []
+    for row in [list(headers), *cells]:
+        parts = [
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def duration(ms: int | None) -> str:
+    """850ms, 12.3s, 5m02s, 3h04m, 2d03h."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _lag_cell(lag: int, capped: bool) -> str | int:
+    return f">={lag}" if capped else lag
+
+
+# --- commands: streams, groups, lag, pending, tail -----------------------------------------------
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_streams(args: argparse.Namespace, ctx: Context) -> int:
+    found = monitor.streams(ctx.redis)
+    if args.json:
+        ctx.json([s.as_dict() for s in found])
+    elif not found:
+        ctx.print("no streams")
+    else:
+        ctx.print(
+            table(
+                ["STREAM", "LENGTH", "GROUPS", "FIRST ID", "LAST ID"],
+                [(s.name, s.length, s.groups, s.first_id, s.last_id) for s in found],
+            )
+        )
+    return 0
+
+
+def cmd_groups(args: argparse.Namespace, ctx: Context) -> int:
+    found = monitor.groups(ctx.redis, args.stream)
+    members = {g.name: monitor.consumers(ctx.redis, args.stream, g.name) for g in found}
+    if args.json:
+        ctx.json(
+            {
+                "stream": args.stream,
+                "groups": [
+                    {**g.as_dict(), "consumer_list": [c.as_dict() for c in members[g.name]]}
+                    for g in found
+                ],
+            }
+        )
+        return 0
+    if not found:
+        ctx.print(f"stream {args.stream} has no consumer groups")
+        return 0
+    ctx.print(
+        table(
+            ["GROUP", "CONSUMERS", "PENDING", "LAG", "LAST DELIVERED", "ENTRIES READ"],
+            [
+                (g.name, g.consumers, g.pending, _lag_cell(g.lag, g.lag_capped),
+                 g.last_delivered_id, g.entries_read)
+                for g in found
+            ],
+        )
+    )
+    rows = [(g, c.name, c.pending, duration(c.idle_ms)) for g, cs in members.items() for c in cs]
+    if rows:
+        ctx.print()
+        ctx.print(table(["GROUP", "CONSUMER", "PENDING", "IDLE"], rows))
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace, ctx: Context) -> int:
+    found = monitor.lag(ctx.redis)
+    if args.json:
+        ctx.json([g.as_dict() for g in found])
+    elif not found:
+        ctx.print("no consumer groups")
+    else:
+        ctx.print(
+            table(
+                ["STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "LAG FROM"],
+                [
+                    (g.stream, g.group, _lag_cell(g.lag, g.lag_capped), g.pending, g.consumers,
+                     g.last_delivered_id, g.lag_source)
+                    for g in found
+                ],
+            )
+        )
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace, ctx: Context) -> int:
+    summary = monitor.pending_summary(ctx.redis, args.stream, args.group)
+    entries = monitor.pending(ctx.redis, args.stream, args.group, args.count)
+    if args.json:
+        ctx.json({"summary": summary.as_dict(), "entries": [e.as_dict() for e in entries]})
+        return 0
+    head = f"{args.stream} / {args.group}: {summary.count} pending"
+    if summary.count:
+        head += f" ({summary.min_id} .. {summary.max_id})"
+    ctx.print(head)
+    if summary.consumers:
+        ctx.print()
+        ctx.print(table(["CONSUMER", "PENDING"], sorted(summary.consumers.items())))
+    if entries:
+        ctx.print()
+        ctx.print(
+            table(
+                ["ENTRY ID", "CONSUMER", "IDLE", "DELIVERIES"],
+                [(e.entry_id, e.consumer, duration(e.idle_ms), e.deliveries) for e in entries],
+            )
+        )
+        if len(entries) < summary.count:
+            ctx.print(f"(oldest {len(entries)} of {summary.count}; --count N for more)")
+    return 0
+
+
+def _entry_line(entry: monitor.Entry) -> str:
+    if entry.event is not None:
+        e = entry.event
+        data = json.dumps(e["data"], ensure_ascii=False, separators=(",", ":"))
+        body = (
+            f"{e['event_type']}  client={e['client_id']}  {e['timestamp']}  "
+            f"event_id={e['event_id']}  data={data}"
+        )
+    else:
+        fields = "  ".join(f"{k}={v}" for k, v in entry.fields.items())
+        body = f"[not an event: {entry.error}]  {fields}"
+    return f"{entry.id}  {clean(body, None)}"
+
+
+def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
+    r = ctx.redis
+    entries = monitor.tail(r, args.stream, args.count) if args.count > 0 else []
+    def show(entry: monitor.Entry) -> None:
+        if args.json:
+            ctx.json(entry.as_dict(), lines=True)
+        else:
+            ctx.print(_entry_line(entry))
+
+    for entry in entries:
+        show(entry)
+    if not args.follow:
+        if not entries and not args.json:
+            ctx.print(f"stream {args.stream} is empty")
+        return 0
+    after = entries[-1].id if entries else monitor.last_id(r, args.stream)
+    try:
+        for batch in monitor.follow(r, args.stream, after):
+            for entry in batch:
+                show(entry)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
+    return 0
+
+
+# --- commands: dlq -------------------------------------------------------------------------------
+
+
+def cmd_dlq_list(args: argparse.Namespace, ctx: Context) -> int:
+    found = monitor.dlq_list(ctx.redis, args.group, args.count)
+    if args.json:
+        ctx.json([e.as_dict() for e in found])
+    elif not found:
+        ctx.print(f"{dlq_stream(args.group) if args.group else 'every DLQ'} is empty")
+    else:
+        ctx.print(
+            table(
+                ["DLQ ID", "GROUP", "STREAM", "ENTRY ID", "ERROR TYPE", "DELIVERIES", "TIME",
+                 "ERROR"],
+                [
+                    (e.dlq_id, e.group, e.stream, e.entry_id, e.error_type, e.deliveries, e.time,
+                     e.error)
+                    for e in found
+                ],
+            )
+        )
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace, ctx: Context) -> int:
+    e = monitor.dlq_show(ctx.redis, args.id, args.group)
+    if args.json:
+        ctx.json(e.as_dict())
+        return 0
+    rows = [
+        ("dlq id", e.dlq_id), ("dlq stream", e.dlq_stream), ("group", e.group),
+        ("stream", e.stream), ("entry id", e.entry_id), ("error type", e.error_type),
+        ("error", e.error), ("deliveries", e.deliveries), ("consumer", e.consumer),
+        ("time", e.time),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        ctx.print(f"{key.ljust(width)}  {clean(value, None)}")
+    ctx.print("original fields:")
+    for key, value in e.fields.items():
+        ctx.print(f"  {clean(key, None)} = {clean(value, None)}")
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace, ctx: Context) -> int:
+    if bool(args.ids) == bool(args.all):
+        raise CliError("dlq replay: give entry ids or --all (not both)", EXIT_CONFIG)
+    result = monitor.dlq_replay(ctx.redis, args.group, monitor.ALL if args.all else args.ids)
+    if args.json:
+        ctx.json(result.as_dict())
+    else:
+        for done in result.replayed:
+            ctx.print(f"replayed {done.dlq_id} -> {done.stream} {done.new_id}")
+        for failure in result.failed:
+            ctx.print(f"NOT replayed {failure.dlq_id}: {clean(failure.reason, None)}")
+        if not result.replayed and not result.failed:
+            ctx.print(f"{dlq_stream(args.group)} is empty")
+    if result.aborted:
+        raise CliError(f"replay stopped, the rest is still in the DLQ: {result.aborted}")
+    return EXIT_FAILED if result.failed else 0
+
+
+def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
+    r, key = ctx.redis, dlq_stream(args.group)
+    newest = monitor.dlq_list(r, args.group, count=1)
+    if not newest:
+        if args.json:
+            ctx.json({"group": args.group, "dlq_stream": key, "purged": 0})
+        else:
+            ctx.print(f"{key} is empty")
+        return 0
+    count = monitor.dlq_length(r, args.group)
+    if not args.yes:
+        if not ctx.stdin.isatty():
+            raise CliError(
+                f"refusing to purge {count} entries of {key} without --yes (no terminal to ask on)",
+                EXIT_CONFIG,
+            )
+        ctx.err.write(f"Delete {count} entries of {key} (up to {newest[0].dlq_id})? [y/N] ")
+        ctx.err.flush()
+        if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
+            ctx.err.write("purge cancelled\n")
+            return EXIT_FAILED
+    purged = monitor.dlq_purge(r, args.group, up_to=newest[0].dlq_id)
+    if args.json:
+        ctx.json({"group": args.group, "dlq_stream": key, "purged": purged})
+    else:
+        ctx.print(f"purged {purged} entries from {key}")
+    return 0
+
+
+# --- registration --------------------------------------------------------------------------------
+
+
+def register_streams(sub: Subparsers) -> None:
+    p = sub.add_parser("streams", help="every stream: length, groups, first and last id")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_streams)
+
+
+def register_groups(sub: Subparsers) -> None:
+    p = sub.add_parser("groups", help="consumer groups of a stream and their consumers")
+    p.add_argument("stream")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_groups)
+
+
+def register_lag(sub: Subparsers) -> None:
+    p = sub.add_parser("lag", help="entries not yet delivered, per group of every stream")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_lag)
+
+
+def register_pending(sub: Subparsers) -> None:
+    p = sub.add_parser("pending", help="delivered but unacknowledged entries of a group")
+    p.add_argument("stream")
+    p.add_argument("group", nargs="?", default=monitor.DEFAULT_GROUP,
+                   help=f"consumer group (default {monitor.DEFAULT_GROUP})")
+    p.add_argument("--count", type=int, default=100, help="entries to list (oldest first)")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_pending)
+
+
+def register_tail(sub: Subparsers) -> None:
+    p = sub.add_parser("tail", help="the newest entries of a stream, decoded")
+    p.add_argument("stream")
+    p.add_argument("-n", "--count", type=int, default=10, help="entries to show (default 10)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=cmd_tail)
+
+
+def register_dlq(sub: Subparsers) -> None:
+    dlq = sub.add_parser("dlq", help="dead-letter streams: list, show, replay, purge")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="{list,show,replay,purge}")
+    dsub.required = True
+
+    p = dsub.add_parser("list", help="dead-lettered entries, newest first")
+    p.add_argument("--group", help="one group's DLQ (default: every DLQ)")
+    p.add_argument("--count", type=int, default=100)
+    _json_flag(p)
+    p.set_defaults(handler=cmd_dlq_list)
+
+    p = dsub.add_parser("show", help="one dead-lettered entry in full")
+    p.add_argument("id")
+    p.add_argument("--group", help="the group's DLQ (default: search every DLQ)")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_dlq_show)
+
+    p = dsub.add_parser("replay", help="put entries back on their original streams")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true", help="every entry of the group's DLQ")
+    p.add_argument("--group", default=monitor.DEFAULT_GROUP,
+                   help=f"(default {monitor.DEFAULT_GROUP})")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_dlq_replay)
+
+    p = dsub.add_parser("purge", help="delete a group's DLQ entries")
+    p.add_argument("--group", default=monitor.DEFAULT_GROUP,
+                   help=f"(default {monitor.DEFAULT_GROUP})")
+    p.add_argument("--yes", action="store_true", help="do not ask (required without a terminal)")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_dlq_purge)
+
+
+# The subcommands. Each function adds one subparser and sets `handler` (a Handler: it returns the
+# exit code and raises CliError/monitor.MonitorError for a one-line error). A handler that never
+# touches `ctx.redis` needs no messenger, so a command that works with MESSENGER_* unset fits too.
+#   >>> LEAD: append `register_recompute` (`recompute --client ID`) here. <<<
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    register_streams,
+    register_groups,
+    register_lag,
+    register_pending,
+    register_tail,
+    register_dlq,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Inspect secretmagic's Redis streams, consumer groups and dead-letter queues. "
+        "Connects with MESSENGER_HOST/PORT/PASSWORD/DB, as the worker does.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+_CONNECT_PREFIX = re.compile(r"^Error \S+ (connecting to|while reading from) \S+?\.? ")
+
+
+def _describe(exc: BaseException, ctx: Context) -> tuple[str, int]:
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, monitor.MonitorError):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, redis.AuthenticationError | redis.AuthenticationWrongNumberOfArgsError):
+        reason = str(exc).strip() or "rejected"
+        return (
+            f"authentication failed for {ctx.endpoint}: {reason} (check MESSENGER_PASSWORD)",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        reason = _CONNECT_PREFIX.sub("", str(exc)).strip() or type(exc).__name__
+        return f"cannot reach Redis at {ctx.endpoint}: {reason}", EXIT_FAILED
+    if isinstance(exc, redis.ResponseError):
+        return f"Redis at {ctx.endpoint} answered: {exc}", EXIT_FAILED
+    return f"unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILED
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    stdin: IO[str] | None = None,
+) -> int:
+    """Run one command; returns the exit code (never raises, never prints a traceback)."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    if not getattr(args, "handler", None):
+        parser.print_help(err)
+        return EXIT_CONFIG
+    ctx = Context(out, err, stdin or sys.stdin)
+    try:
+        handler: Handler = args.handler
+        return handler(args, ctx)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED  # `secretmagic tail x | head`: the reader went away
+    except Exception as exc:
+        message, code = _describe(exc, ctx)
+        if ctx.secret:
+            message = message.replace(ctx.secret, "***")
+        err.write(f"{PROG}: {message}\n")
+        err.flush()
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,467 @@
+"""The delivery policy: one consumer group read and reclaimed for every handler (SPEC §3).
+
+For each configured stream, a read loop:
+
+    XGROUP CREATE stream group <group_start_id> MKSTREAM     once, and again after NOGROUP
+    XREADGROUP GROUP group me COUNT batch_size BLOCK block_ms STREAMS stream >
+    → handle the batch (below), then read again
+
+and one claim loop for all streams, every claim_interval_ms:
+
+    XPENDING stream group IDLE <min backoff> - + 100
+    → for each entry not in flight here, idle long enough for its next attempt:
+         own entries:    backoff(deliveries)          (a retry after a failure)
+         others' entries: max(claim_idle_ms, backoff) (a dead or stuck instance's work)
+    XCLAIM … → handle the batch like new entries
+    every ~minute: XGROUP DELCONSUMER for consumers idle past the timeout with nothing pending
+
+Handling a batch:
+    undecodable entry                        → DLQ + XACK (MalformedEvent names the field)
+    event_id seen within dedup_window_s      → XACK (duplicate)
+    same (event_type, client_id) in a batch  → one handler call for all of them (coalesce)
+    handler ok                               → XACK + remember event_id
+    FatalError / no handler for event_type   → DLQ + XACK
+    other error, deliveries < max            → no ACK: pending, retried after backoff
+    other error, deliveries = max            → DLQ (MaxDeliveriesExceeded, last error) + XACK
+
+Redis down: loops wait and retry (logged once per outage). NOGROUP or "UNBLOCKED the stream key no
+longer exists" (restart without persistence, FLUSHALL, DEL): the group is recreated with a
+warning. A wrong password is not an outage: it stops the application with a clear error.
+Stop: no new reads; in-flight handlers get `timeout` seconds to finish and be acked; what is
+still running then is cancelled and stays pending for another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.exceptions import SubscriberNotFound
+from faststream.redis.message import DefaultStreamMessage
+from redis import exceptions as rx
+from redis.asyncio import Redis
+
+from app import dlq, events
+from app.config import Config, LiveConfig, Subscriber
+from app.errors import FatalError, MalformedEvent, MaxDeliveriesExceeded, RetryableError
+from app.events import Event
+from app.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
+
+log = logging.getLogger("secretmagic")
+
+Fields = Mapping[bytes, bytes]
+Handler = Callable[[DefaultStreamMessage], Awaitable[Any]]
+CLEANUP_EVERY_S = 60.0
+
+
+@dataclass
+class Delivery:
+    """One stream entry handed to this consumer, with what the policy knows of it."""
+
+    stream: str
+    entry_id: str
+    fields: Fields
+    deliveries: int
+    event: Event | None = None
+    riders: list[Delivery] = field(default_factory=list)  # coalesced into this one
+
+    @property
+    def all(self) -> list[Delivery]:
+        return [self, *self.riders]
+
+    def context(self, **extra: Any) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"stream": self.stream, "entry_id": self.entry_id,
+                               "deliveries": self.deliveries}
+        if self.event:
+            ctx |= {"event_id": str(self.event.event_id), "event_type": self.event.event_type,
+                    "client_id": self.event.client_id}
+        if self.riders:
+            ctx["coalesced"] = len(self.riders)
+        return ctx | extra
+
+
+def backoff_ms(policy: Subscriber, deliveries: int, rand: Callable[[], float] = random.random
+               ) -> float:
+    """Delay before attempt `deliveries + 1`: base * factor^(deliveries-1), capped, ± jitter."""
+    b = policy.backoff
+    delay = min(b.base_ms * b.factor ** max(deliveries - 1, 0), b.max_ms)
+    return delay * (1 + b.jitter * (2 * rand() - 1))
+
+
+class StreamConsumer:
+    """Reads and reclaims one consumer group's streams and applies the policy for each handler."""
+
+    def __init__(self, client: Redis, live: LiveConfig, consumer: str,
+                 handlers: Mapping[str, Handler], *, redis_label: str,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.client = client
+        self.live = live
+        self.consumer = consumer
+        self.handlers = handlers
+        self.redis_label = redis_label  # host:port for messages, never the password
+        self.on_fatal = on_fatal
+        self.group = live.current.messenger.subscriber.consumer_group
+        self.inflight: set[tuple[str, str]] = set()
+        self.redis_ok: bool | None = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._claimer: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._groups_ready: set[str] = set()
+        self._last_cleanup = time.monotonic()
+        live.subscribe(self._on_config)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Subscriber:
+        return self.live.current.messenger.subscriber
+
+    @property
+    def running(self) -> bool:
+        return bool(self._readers) and not self._stopping.is_set()
+
+    def streams(self) -> list[str]:
+        return sorted(self._readers)
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await self._apply(self.live.current)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop reading; give in-flight handlers `timeout` s; cancel the rest (stays pending)."""
+        self._stopping.set()
+        tasks = [*self._readers.values(), *([self._claimer] if self._claimer else [])]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("stop timeout: %d loop(s) cancelled; their entries stay pending",
+                            len(pending), extra=self._ctx())
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._readers.clear()
+        self._claimer = None
+
+    async def _on_config(self, old: Config, new: Config) -> None:
+        if not self._stopping.is_set():
+            await self._apply(new)
+
+    async def _apply(self, config: Config) -> None:
+        """Run exactly the read loops the configuration asks for (hot reload lands here)."""
+        sub = config.messenger.subscriber
+        wanted = set(sub.streams) if sub.enabled else set()
+        for stream in sorted(wanted - self._readers.keys()):
+            if stream not in self.handlers:
+                log.error("stream %r is configured but no handler subscribes to it; not read",
+                          stream, extra=self._ctx(stream=stream))
+                continue
+            log.info("consuming %s", stream, extra=self._ctx(stream=stream))
+            self._readers[stream] = asyncio.create_task(self._read_loop(stream),
+                                                        name=f"read:{stream}")
+        for stream in sorted(self._readers.keys() - wanted):
+            log.info("no longer consuming %s; in-flight entries finish first", stream,
+                     extra=self._ctx(stream=stream))
+            task = self._readers.pop(stream)
+            await asyncio.wait([task])  # the loop sees it was removed and returns after its batch
+        if self._readers and self._claimer is None:
+            self._claimer = asyncio.create_task(self._claim_loop(), name="claim")
+        elif not self._readers and self._claimer is not None:
+            claimer, self._claimer = self._claimer, None
+            await asyncio.wait([claimer])
+
+    def _active(self, stream: str) -> bool:
+        return not self._stopping.is_set() and stream in self._readers
+
+    # --- the two loops ---------------------------------------------------------------------------
+
+    async def _read_loop(self, stream: str) -> None:
+        while self._active(stream):
+            policy = self.policy
+            reply = await self._redis(
+                stream,
+                lambda: self.client.xreadgroup(self.group, self.consumer, {stream: ">"},
+                                               count=policy.batch_size, block=policy.block_ms),
+            )
+            if not reply:
+                continue
+            for _, entries in reply:
+                batch = [Delivery(stream, _text(eid), fields, 1) for eid, fields in entries]
+                await self._handle(stream, batch)
+
+    async def _claim_loop(self) -> None:
+        while self._readers and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.policy.claim_interval_ms / 1e3)
+            for stream in list(self._readers):
+                if self._active(stream):
+                    await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
+            if time.monotonic() - self._last_cleanup > CLEANUP_EVERY_S:
+                self._last_cleanup = time.monotonic()
+                for stream in list(self._readers):
+                    await self._redis(stream, lambda s=stream: self._remove_idle_consumers(s))  # type: ignore[misc]
+
+    async def _claim(self, stream: str) -> None:
+        policy = self.policy
+        floor = int(min(policy.backoff.base_ms * (1 - policy.backoff.jitter), policy.claim_idle_ms))
+        pending = await self.client.xpending_range(stream, self.group, min="-", max="+",
+                                                   count=100, idle=floor)
+        due: dict[str, tuple[int, float]] = {}  # entry id -> (deliveries so far, idle needed)
+        for p in pending:
+            entry_id = _text(p["message_id"])
+            if (stream, entry_id) in self.inflight:
+                continue  # ours and still running: not a retry, whatever its idle time
+            wait = backoff_ms(policy, p["times_delivered"])
+            if _text(p["consumer"]) != self.consumer:
+                wait = max(wait, policy.claim_idle_ms)
+            if p["time_since_delivered"] >= wait:
+                due[entry_id] = (p["times_delivered"], wait)
+        if not due:
+            return
+        # XCLAIM re-checks the idle time atomically: an entry another instance took meanwhile
+        # has been reset and is left alone.
+        claimed = await self.client.xclaim(
+            stream, self.group, self.consumer, message_ids=list(due),
+            min_idle_time=int(min(wait for _, wait in due.values())))
+        batch = []
+        for eid, fields in claimed:
+            entry_id = _text(eid)
+            if fields is None:  # trimmed (MAXLEN) or deleted before anyone handled it
+                await self.client.xack(stream, self.group, entry_id)
+                log.warning("pending entry no longer in the stream (trimmed?); acked",
+                            extra=self._ctx(stream=stream, entry_id=entry_id))
+                continue
+            batch.append(Delivery(stream, entry_id, fields, due[entry_id][0] + 1))
+        if batch:
+            CLAIMS.labels(stream).inc(len(batch))
+            log.info("claimed %d pending entr%s", len(batch), "y" if len(batch) == 1 else "ies",
+                     extra=self._ctx(stream=stream, entry_ids=[d.entry_id for d in batch]))
+            await self._handle(stream, batch)
+
+    async def _remove_idle_consumers(self, stream: str) -> None:
+        timeout_ms = self.policy.consumer_idle_timeout_s * 1000
+        for c in await self.client.xinfo_consumers(stream, self.group):
+            name = _text(c["name"])
+            if name != self.consumer and c["pending"] == 0 and c["idle"] > timeout_ms:
+                # Only with nothing pending: DELCONSUMER would drop a consumer's pending entries.
+                await self.client.xgroup_delconsumer(stream, self.group, name)
+                log.info("removed idle consumer %s", name, extra=self._ctx(stream=stream))
+
+    # --- Redis calls with outage and NOGROUP handling --------------------------------------------
+
+    async def _redis(self, stream: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            if stream not in self._groups_ready:
+                await self._create_group(stream)
+            result = await call()
+        except rx.AuthenticationError as exc:
+            self._fatal(f"Redis at {self.redis_label} refused the password: {exc}")
+        except rx.ResponseError as exc:
+            text = str(exc)
+            if "NOGROUP" in text or "UNBLOCKED" in text:
+                log.warning("consumer group %s of %s is gone (%s); recreating it", self.group,
+                            stream, text.split("\n")[0], extra=self._ctx(stream=stream))
+                GROUP_RECREATED.labels(stream).inc()
+                self._groups_ready.discard(stream)
+                return None
+            if "NOAUTH" in text or "WRONGPASS" in text:
+                self._fatal(f"Redis at {self.redis_label} requires a valid password: {text}")
+            raise
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            self._outage(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            return None
+        else:
+            if self.redis_ok is not True:
+                if self.redis_ok is False:
+                    RECONNECTS.inc()
+                    log.info("Redis at %s is reachable again", self.redis_label,
+                             extra=self._ctx())
+                self.redis_ok = True
+            return result
+        return None
+
+    def _outage(self, exc: BaseException) -> None:
+        if self.redis_ok is not False:
+            log.error("Redis at %s is unreachable; waiting for it (%s)", self.redis_label, exc,
+                      extra=self._ctx())
+        self.redis_ok = False
+
+    def _fatal(self, message: str) -> None:
+        log.critical(message, extra=self._ctx())
+        self._stopping.set()
+        self.on_fatal(message)
+
+    async def _create_group(self, stream: str) -> None:
+        try:
+            await self.client.xgroup_create(stream, self.group, id=self.policy.group_start_id,
+                                            mkstream=True)
+            log.info("created consumer group %s on %s at %s", self.group, stream,
+                     self.policy.group_start_id, extra=self._ctx(stream=stream))
+        except rx.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add(stream)
+
+    # --- the policy ------------------------------------------------------------------------------
+
+    async def _handle(self, stream: str, batch: list[Delivery]) -> None:
+        # The whole batch is ours from now on: the claim loop must not retry what is queued here.
+        keys = {(stream, d.entry_id) for d in batch}
+        self.inflight |= keys
+        try:
+            await self._handle_batch(stream, batch)
+        finally:
+            self.inflight -= keys
+
+    async def _handle_batch(self, stream: str, batch: list[Delivery]) -> None:
+        policy = self.policy
+        good: list[Delivery] = []
+        for d in batch:
+            if d.deliveries > policy.max_deliveries:
+                # The previous attempt never finished (a consumer died while handling it).
+                error = await self._last_error(d) or "the last attempt did not finish"
+                await self._dead_letter([d], MaxDeliveriesExceeded(
+                    f"delivered {d.deliveries} times (max_deliveries={policy.max_deliveries});"
+                    f" last error: {error}"))
+                continue
+            try:
+                d.event = events.decode(d.fields)
+            except MalformedEvent as exc:
+                EVENTS.labels(stream, "malformed").inc()
+                await self._dead_letter([d], exc)
+                continue
+            good.append(d)
+        good = await self._skip_duplicates(good)
+        if policy.coalesce:
+            good = _coalesce(good)
+        semaphore = asyncio.Semaphore(policy.concurrency)
+
+        async def bounded(d: Delivery) -> None:
+            async with semaphore:
+                await self._dispatch(d)
+
+        await asyncio.gather(*(bounded(d) for d in good))
+
+    async def _dispatch(self, d: Delivery) -> None:
+        started = time.perf_counter()
+        try:
+            await self.handlers[d.stream](DefaultStreamMessage(
+                type="stream", channel=d.stream, message_ids=[d.entry_id.encode()],
+                data=dict(d.fields)))
+        except (FatalError, SubscriberNotFound) as exc:
+            error: BaseException = exc
+            if isinstance(exc, SubscriberNotFound):
+                assert d.event
+                error = FatalError(f"no handler for event_type {d.event.event_type!r} "
+                                   f"on stream {d.stream!r}")
+            await self._dead_letter(d.all, error)
+        except Exception as exc:
+            await self._failed(d, exc)
+        else:
+            await self._ack(d, time.perf_counter() - started)
+
+    async def _ack(self, d: Delivery, seconds: float) -> None:
+        policy = self.policy
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xack(d.stream, self.group, *[x.entry_id for x in d.all])
+            pipe.hdel(self._errors_key, *[f"{x.stream}/{x.entry_id}" for x in d.all])
+            if policy.dedup_window_s:
+                for x in d.all:
+                    assert x.event
+                    pipe.set(self._seen_key(x.event), x.entry_id, nx=True,
+                             ex=policy.dedup_window_s)
+            await pipe.execute()
+        HANDLE_SECONDS.labels(d.stream).observe(seconds)
+        EVENTS.labels(d.stream, "handled").inc()
+        if d.riders:
+            EVENTS.labels(d.stream, "coalesced").inc(len(d.riders))
+        log.info("event handled", extra=self._ctx(**d.context(duration_ms=round(seconds * 1e3, 1))))
+
+    async def _failed(self, d: Delivery, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if d.deliveries >= self.policy.max_deliveries:
+            await self._dead_letter(d.all, MaxDeliveriesExceeded(
+                f"delivered {d.deliveries} times (max_deliveries={self.policy.max_deliveries});"
+                f" last error: {reason}"))
+            return
+        EVENTS.labels(d.stream, "retried").inc(len(d.all))
+        await self.client.hset(self._errors_key, mapping={
+            f"{x.stream}/{x.entry_id}": reason for x in d.all})
+        retry_in = backoff_ms(self.policy, d.deliveries, rand=lambda: 0.5)
+        log.warning("handler failed; will retry in ~%.1f s", retry_in / 1e3,
+                    extra=self._ctx(**d.context(error=reason)),
+                    exc_info=not isinstance(exc, RetryableError))
+
+    async def _dead_letter(self, deliveries: Iterable[Delivery], exc: BaseException) -> None:
+        for d in deliveries:
+            fields = dlq.dead_letter_fields(
+                d.fields, error=exc, stream=d.stream, entry_id=d.entry_id, group=self.group,
+                deliveries=d.deliveries, consumer=self.consumer)
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(dlq.dlq_stream(self.group), fields, maxlen=dlq.DLQ_MAXLEN)
+                pipe.xack(d.stream, self.group, d.entry_id)
+                pipe.hdel(self._errors_key, f"{d.stream}/{d.entry_id}")
+                await pipe.execute()
+            EVENTS.labels(d.stream, "dead_lettered").inc()
+            log.error("event dead-lettered", extra=self._ctx(
+                **d.context(dlq=dlq.dlq_stream(self.group)), error=f"{type(exc).__name__}: {exc}"))
+
+    async def _skip_duplicates(self, batch: list[Delivery]) -> list[Delivery]:
+        if not batch or not self.policy.dedup_window_s:
+            return batch
+        seen = await self.client.mget([self._seen_key(d.event) for d in batch if d.event])
+        fresh = []
+        for d, handled_as in zip(batch, seen, strict=True):
+            if handled_as is None:
+                fresh.append(d)
+                continue
+            await self.client.xack(d.stream, self.group, d.entry_id)
+            EVENTS.labels(d.stream, "duplicate").inc()
+            log.info("duplicate event_id skipped", extra=self._ctx(
+                **d.context(handled_as=_text(handled_as))))
+        return fresh
+
+    async def _last_error(self, d: Delivery) -> str | None:
+        value = await self.client.hget(self._errors_key, f"{d.stream}/{d.entry_id}")
+        return _text(value) if value else None
+
+    @property
+    def _errors_key(self) -> str:
+        return f"{self.group}:errors"
+
+    def _seen_key(self, event: Event | None) -> str:
+        assert event
+        return f"{self.group}:seen:{event.event_id}"
+
+    def _ctx(self, **context: Any) -> dict[str, Any]:
+        error = context.pop("error", None)
+        return {"category": "messenger", "error": error,
+                "context": {"group": self.group, "consumer": self.consumer, **context}}
+
+
+def _coalesce(batch: list[Delivery]) -> list[Delivery]:
+    """One delivery per (event_type, client_id); the latest carries the earlier ones as riders.
+
+    Safe because events are notifications (seed: Event Notification Pattern): every handler
+    recomputes a client's state from the store, so one run serves every event of that client.
+    """
+    latest: dict[tuple[str, str], Delivery] = {}
+    for d in batch:
+        assert d.event
+        key = (d.event.event_type, d.event.client_id)
+        if key in latest:
+            d.riders = [*latest[key].all]
+            latest[key].riders = []
+        latest[key] = d
+    return list(latest.values())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,192 @@
+"""The FastStream application: settings, live configuration, broker, handlers, lifecycle.
+
+    faststream run app:app
+
+Start: console (and PostgreSQL) logging, the store, Redis (a wrong password is a startup error; an
+unreachable Redis is waited for), then the consumer, the config watcher, the outbox drainer and
+/metrics. Stop (SIGTERM/SIGINT, seed «Graceful Shutdown» done the asyncio way by FastStream's
+signal handling): no new reads, in-flight handlers finish within SHUTDOWN_TIMEOUT and are acked,
+the outbox drains, logs flush, connections close, exit 0. A second signal exits at once; what was
+in flight stays pending in Redis for another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from faststream import FastStream
+from faststream.redis import RedisRouter
+from faststream.redis.prometheus import RedisPrometheusMiddleware
+from redis import exceptions as rx
+
+from app import logs, metrics
+from app.broker import Broker, parse_entry
+from app.config import ConfigError, LiveConfig
+from app.consumer import StreamConsumer
+from app.outbox import Outbox, OutboxDrainer
+from settings import MessengerSettings, Settings, SettingsError, load_settings
+from store import Store, open_store
+
+log = logging.getLogger("secretmagic")
+
+
+def _startup_error(message: str) -> None:
+    print(f"secretmagic: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def create_app(router: RedisRouter, settings: Settings, live: LiveConfig) -> FastStream:
+    """A worker app for `router`'s handlers: the real one below, or a test's own."""
+    messenger = settings.messenger
+    broker = Broker(
+        messenger.url if messenger else "redis://localhost:6379",
+        password=messenger.password.get_secret_value()
+        if messenger and messenger.password else None,
+        parser=parse_entry,
+        middlewares=(RedisPrometheusMiddleware(registry=metrics.REGISTRY),),
+        graceful_timeout=settings.shutdown_timeout,
+        logger=log,
+        log_level=logging.DEBUG,  # FastStream's per-message access log: debug only (costs ~1/3)
+    )
+    broker.include_router(router)
+    app = FastStream(broker, logger=log)
+    rt = Runtime(settings, live, broker)
+    app.on_startup(rt.start_services)
+    app.after_startup(rt.start_consuming)
+    app.on_shutdown(rt.stop_consuming)
+    app.after_shutdown(rt.close_services)
+    app.context.set_global("runtime", rt)
+    return app
+
+
+class Runtime:
+    """What the process runs besides the broker; built at startup, torn down at shutdown."""
+
+    def __init__(self, settings: Settings, live: LiveConfig, broker: Broker) -> None:
+        self.settings, self.live, self.broker = settings, live, broker
+        self.messenger = settings.messenger
+        self.store: Store | None = None
+        self.consumer: StreamConsumer | None = None
+        self.drainer: OutboxDrainer | None = None
+        self.sink: logs.PostgresSink | None = None
+        self.http: Any = None
+        self.health = metrics.Health()
+
+    @property
+    def label(self) -> str:
+        return f"{self.messenger.host}:{self.messenger.port}" if self.messenger else "-"
+
+    async def start_services(self) -> None:
+        settings = self.settings
+        logs.setup_console(settings.logs_level)
+        if settings.logs_dsn:
+            self.sink = logs.PostgresSink(settings.logs_dsn.get_secret_value(),
+                                          schema=settings.logs_schema,
+                                          level=getattr(logging, settings.logs_level),
+                                          buffer=settings.logs_buffer)
+            await self.sink.start()
+            logs.install(self.sink)
+        self.store = open_store(settings.store_dsn.get_secret_value())
+        await self.store.create_tables()
+        self.broker.context.set_global("store", self.store)
+        self.broker.context.set_global("config", self.live)
+        if self.messenger is None:
+            self.broker.producer.enabled = False
+            log.warning("messenger off: no MESSENGER_* variables set; events are neither read "
+                        "nor published (use `secretmagic recompute --client ID`)",
+                        extra={"category": "messenger", "context": {}})
+            return
+        await self._check_redis()
+
+    async def _check_redis(self) -> None:
+        try:
+            await self.broker.connect()
+            await self.broker.client.ping()
+        except rx.AuthenticationError as exc:
+            _startup_error(f"Redis at {self.label} refused the password (MESSENGER_PASSWORD): "
+                           f"{exc}")
+        except rx.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                _startup_error(f"Redis at {self.label} requires a password "
+                               f"(MESSENGER_PASSWORD): {exc}")
+            raise
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            log.error("Redis at %s is unreachable (%s); starting anyway, connecting when it "
+                      "comes", self.label, exc, extra={"category": "messenger", "context": {}})
+
+    async def start_consuming(self) -> None:
+        self.live.start()
+        collector = None
+        if self.messenger is not None:
+            settings, client = self.settings, self.broker.client
+            box = Outbox(settings.outbox_path, settings.outbox_max_entries)
+            producer = self.broker.producer
+            producer.box, producer.live, producer.strict = box, self.live, settings.outbox_strict
+            self.drainer = OutboxDrainer(box)
+            self.drainer.start(client)
+            self.consumer = StreamConsumer(
+                client, self.live, settings.secretmagic_consumer, self.broker.handlers(),
+                redis_label=self.label, on_fatal=lambda _: self._exit())
+            await self.consumer.start()
+            collector = metrics.StreamCollector(_sync_redis(self.messenger), outbox_stats=lambda: (
+                box.depth(), box.oldest_age()))
+        if self.settings.metrics_port:
+            self.http = metrics.serve(self.settings.metrics_port, self.health, collector)
+
+    def _exit(self) -> None:
+        app = self.broker.context.get("app")
+        if app is not None:
+            app.exit()
+
+    async def stop_consuming(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _exit_now, sig)
+        timeout = self.settings.shutdown_timeout
+        log.info("stopping: no new reads; in-flight handlers get %.0f s", timeout,
+                 extra={"category": "messenger", "context": {}})
+        await self.live.stop()
+        if self.consumer:
+            await self.consumer.stop(timeout)
+        if self.drainer:
+            await self.drainer.stop(min(5.0, timeout))
+
+    async def close_services(self) -> None:
+        if self.http:
+            self.http.shutdown()
+        if self.store:
+            await self.store.close()
+        log.info("stopped", extra={"category": "messenger", "context": {}})
+        if self.sink:
+            await self.sink.stop(5.0)
+
+
+def _sync_redis(messenger: MessengerSettings) -> Any:
+    import redis
+
+    password = messenger.password.get_secret_value() if messenger.password else None
+    return redis.Redis(host=messenger.host, port=messenger.port, db=messenger.db,
+                       password=password, socket_timeout=2)
+
+
+def _exit_now(sig: int) -> None:
+    log.warning("second %s: exiting now; unfinished entries stay pending for another instance",
+                signal.Signals(sig).name, extra={"category": "messenger", "context": {}})
+    logging.shutdown()
+    os._exit(130)
+
+
+def load() -> tuple[Settings, LiveConfig]:
+    """The environment and the mutable configuration, or a clear startup error."""
+    try:
+        settings = load_settings()
+        return settings, LiveConfig(settings.secretmagic_config)
+    except (SettingsError, ConfigError) as exc:
+        _startup_error(str(exc))
+        raise
+

@@ -1,0 +1,491 @@
+"""Fail-safe publishing: a durable local outbox, so no event secretmagic publishes is lost while
+Redis is unreachable.
+
+`publish()` is the primitive the app's producer uses. It XADDs directly while Redis answers. When
+Redis is unreachable (connection refused or reset, timeout, LOADING, MASTERDOWN, READONLY, OOM) the
+event goes to the `Outbox`, a SQLite file in WAL mode, and the caller goes on. From then on every
+event for that stream queues behind the ones already waiting, so each stream receives its events
+in the order they were published, direct or through the outbox. `OutboxDrainer`, a background
+task, sends the queue in order as soon as Redis answers and deletes what was sent.
+
+Guarantee: an event `publish()` returned for is in Redis or in the outbox file. It is never lost:
+not by an outage, not by a crash of this process (the outbox is reopened and drained by the next
+start on the same path). The one caveat is a possible duplicate, never a loss: a crash, a
+cancellation or a dropped connection between the XADD and the deletion of the outbox row (or a
+connection that drops after Redis appended a direct XADD but before its reply arrived) sends the
+event again. The copy carries the same `event_id` and `timestamp` (they are stream fields, stored
+with the event), so consumers drop it with their `event_id` dedup (SPEC §3).
+
+Not an outage: a wrong password (`AuthenticationError`, which redis-py derives from
+`ConnectionError`) or missing permissions. They are configuration errors and are raised, never
+absorbed into the outbox. `strict=True` (or no outbox) raises on an outage too.
+
+Bounds: at most `max_entries` events; beyond that `put` raises `OutboxFull` (a RetryableError: the
+input event that produced it is not acked and is delivered again later). Depth and the age of the
+oldest entry are logged when queueing starts and ends, and available for metrics.
+
+One process owns an outbox file at a time (an exclusive lock beside it): give each instance on a
+host its own path. The object is used from one event-loop thread; SQLite calls are synchronous
+(a WAL commit without fsync takes microseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from app.errors import RetryableError
+
+log = logging.getLogger("secretmagic")
+
+Route = Literal["direct", "outbox"]
+
+# ResponseError prefixes that mean "Redis cannot take writes right now", not "this command is
+# wrong": worth keeping the event and trying later.
+_OUTAGE_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream  TEXT    NOT NULL,
+    fields  TEXT    NOT NULL,
+    maxlen  INTEGER NULL,
+    created REAL    NOT NULL
+)
+"""
+
+
+class OutboxFull(RetryableError):  # noqa: N818 - the name the brief and callers use
+    """The outbox holds `max_entries` events; the new one was not stored (nothing else lost)."""
+
+
+class OutboxLocked(RuntimeError):  # noqa: N818
+    """Another process has this outbox file open."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if `exc` means Redis is unreachable or cannot take writes for now.
+
+    Authentication and authorization errors are not outages: retrying or queueing cannot fix a
+    wrong password, so they must reach the operator.
+    """
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+        return False
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):  # includes BusyLoadingError
+        return True
+    if isinstance(exc, rexc.ResponseError):
+        return str(exc).lstrip().upper().startswith(_OUTAGE_REPLIES)
+    # What redis-py should have wrapped, should it ever leak through.
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+class Outbox:
+    """A durable FIFO of stream entries waiting for Redis (SQLite, WAL)."""
+
+    def __init__(self, path: Path | str, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; explicit txns
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit is in the WAL file before put() returns, so it survives
+            # a crash of this process (SIGKILL, OOM kill). FULL would also fsync the WAL on every
+            # commit, which adds survival of a power loss or OS crash at the cost of one fsync per
+            # event.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(_SCHEMA)
+            rows = self._db.execute("SELECT stream, COUNT(*) FROM outbox GROUP BY stream")
+            self._counts: dict[str, int] = {stream: int(n) for stream, n in rows}
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._depth = sum(self._counts.values())
+        self._drain_lock = asyncio.Lock()
+        self._reported: set[int] = set()  # seqs whose permanent XADD error was logged once
+        self.on_put: Callable[[], None] | None = None  # set by OutboxDrainer to wake it
+        self.last_error: str | None = None  # why the latest event was queued
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def has(self, stream: str) -> bool:
+        """Does anything wait for `stream`? O(1), from the in-memory count."""
+        return self._counts.get(stream, 0) > 0
+
+    def depth(self) -> int:
+        return self._depth
+
+    def streams(self) -> list[str]:
+        return sorted(stream for stream, n in self._counts.items() if n > 0)
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest queued entry has waited, None if empty."""
+        if not self._depth:
+            return None
+        row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        return None if row is None or row[0] is None else max(0.0, time.time() - float(row[0]))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def put(self, stream: str, fields: dict[str, str], maxlen: int | None) -> None:
+        """Queue an entry durably (committed when this returns); OutboxFull at the limit."""
+        if self._depth >= self.max_entries:
+            age = self.oldest_age()
+            raise OutboxFull(
+                f"outbox full: {self._depth} events wait in {self.path} "
+                f"(OUTBOX_MAX_ENTRIES={self.max_entries}), the oldest for "
+                f"{age or 0:.0f}s, because Redis is unreachable; this event was not stored and "
+                "will be retried. Bring Redis back so the outbox drains, or raise "
+                "OUTBOX_MAX_ENTRIES (disk permitting)."
+            )
+        self._db.execute(
+            "INSERT INTO outbox (stream, fields, maxlen, created) VALUES (?, ?, ?, ?)",
+            (stream, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), maxlen,
+             time.time()),
+        )
+        self._counts[stream] = self._counts.get(stream, 0) + 1
+        self._depth += 1
+        if self.on_put is not None:
+            self.on_put()
+
+    async def drain(self, client: aioredis.Redis, batch: int = 500) -> int:
+        """Send what is queued, in seq order (so in order per stream); return how many were sent.
+
+        Each batch is one pipeline of XADDs (with `MAXLEN ~ maxlen` where set); its rows are
+        deleted once Redis has appended them. Stops at the first outage and leaves the rest.
+        A stream whose XADD fails for good (say its key holds a non-stream) keeps its entries,
+        logged once, and is skipped in this pass so other streams still drain. An
+        AuthenticationError is raised.
+        """
+        async with self._drain_lock:
+            sent = 0
+            skipped: set[str] = set()
+            while self._depth:
+                rows = self._next_batch(batch, skipped)
+                if not rows:
+                    break
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for _seq, stream, fields, maxlen in rows:
+                            pipe.xadd(stream, json.loads(fields), maxlen=maxlen,
+                                      approximate=maxlen is not None)
+                        results = await pipe.execute(raise_on_error=False)
+                except Exception as exc:
+                    if is_outage(exc):
+                        self.last_error = _describe(exc)
+                        return sent
+                    raise
+                done: list[tuple[int, str]] = []
+                outage = False
+                for (seq, stream, _fields, _maxlen), result in zip(rows, results, strict=True):
+                    if not isinstance(result, Exception):
+                        done.append((seq, stream))
+                    elif is_outage(result):
+                        outage = True
+                        skipped.add(stream)
+                        self.last_error = _describe(result)
+                    else:
+                        skipped.add(stream)  # later entries of it wait too: order per stream
+                        if seq not in self._reported:
+                            self._reported.add(seq)
+                            log.error(
+                                "outbox entry cannot be sent to %s: %s (it stays queued, with "
+                                "the stream's later entries, until the key is fixed)",
+                                stream, result,
+                                extra={"category": "messenger",
+                                       "context": {"stream": stream, "seq": seq,
+                                                   "error": str(result),
+                                                   "outbox": str(self.path)}},
+                            )
+                self._delete(done)
+                sent += len(done)
+                if outage:
+                    break
+            return sent
+
+    def _next_batch(self, batch: int, skipped: set[str]) -> list[tuple[int, str, str, int | None]]:
+        if skipped:
+            marks = ",".join("?" * len(skipped))
+            query = (f"SELECT seq, stream, fields, maxlen FROM outbox WHERE stream NOT IN ({marks})"
+                     " ORDER BY seq LIMIT ?")
+            return self._db.execute(query, (*sorted(skipped), batch)).fetchall()
+        return self._db.execute(
+            "SELECT seq, stream, fields, maxlen FROM outbox ORDER BY seq LIMIT ?", (batch,)
+        ).fetchall()
+
+    def _delete(self, done: list[tuple[int, str]]) -> None:
+        if not done:
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in done])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        for _seq, stream in done:
+            left = self._counts[stream] - 1
+            if left:
+                self._counts[stream] = left
+            else:
+                del self._counts[stream]
+        self._depth -= len(done)
+        self._reported.difference_update(seq for seq, _ in done)
+
+    def close(self) -> None:
+        """Close the database and release the file lock (queued entries stay on disk)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Outbox({str(self.path)!r}, depth={self._depth}, max_entries={self.max_entries})"
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutboxLocked(
+            f"outbox {path} is in use by another process (lock {lock_path}): give each instance "
+            "on this host its own OUTBOX_PATH"
+        ) from None
+    return fd
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def publish(
+    client: aioredis.Redis,
+    outbox: Outbox | None,
+    stream: str,
+    fields: dict[str, str],
+    maxlen: int | None,
+    *,
+    strict: bool = False,
+) -> Route:
+    """XADD `fields` to `stream` (MAXLEN ~ maxlen), or queue it in the outbox; say which.
+
+    - Something already queued for `stream` → queued behind it ("outbox"), Redis up or not, so the
+      stream keeps publication order.
+    - Otherwise XADD ("direct"). On an outage the event is queued ("outbox"), unless `strict` or
+      there is no outbox: then the error is raised.
+    - AuthenticationError (wrong password) and other non-outage errors are always raised.
+    - A full outbox raises OutboxFull.
+    """
+    if outbox is not None and outbox.has(stream):
+        outbox.put(stream, fields, maxlen)
+        return "outbox"
+    try:
+        await client.xadd(stream, dict(fields), maxlen=maxlen, approximate=maxlen is not None)
+    except Exception as exc:
+        if outbox is None or strict or not is_outage(exc):
+            raise
+        outbox.last_error = _describe(exc)
+        outbox.put(stream, fields, maxlen)
+        return "outbox"
+    return "direct"
+
+
+class OutboxDrainer:
+    """Background task: sends the outbox to Redis whenever it answers.
+
+    Wakes when something is put, or every `interval` seconds; after a failed attempt it backs off
+    from `min_backoff` to `max_backoff` seconds. Logs (category "messenger") when events start to
+    queue and when the outbox has drained, with depth and the oldest entry's age, and every
+    `report_every` seconds while they wait.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        interval: float = 1.0,
+        batch: int = 500,
+        min_backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        report_every: float = 60.0,
+    ) -> None:
+        self.outbox = outbox
+        self.interval = interval
+        self.batch = batch
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.report_every = report_every
+        self.sent = 0  # total sent by this drainer
+        self._client: aioredis.Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._queueing_since: float | None = None
+        self._queued_sent = 0
+        self._last_report = 0.0
+        self._auth_reported = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self, client: aioredis.Redis) -> None:
+        if self.running:
+            raise RuntimeError("OutboxDrainer already started")
+        self._client = client
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.outbox.on_put = self._wake.set
+        if self.outbox.depth():
+            self._wake.set()  # left over from an earlier run: send it now
+        self._task = asyncio.create_task(self._run(), name="secretmagic-outbox-drainer")
+
+    async def stop(self, timeout: float = 5.0) -> int:
+        """Stop the task, try a last drain within `timeout` seconds; return (and log) what remains."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        if self._task is not None:
+            assert self._stopping is not None and self._wake is not None
+            self._stopping.set()
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:  # a drain hung on a dead socket: its batch may be sent again later
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        self.outbox.on_put = None
+        remaining_time = deadline - asyncio.get_running_loop().time()
+        if self.outbox.depth() and self._client is not None and remaining_time > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining_time):
+                    await self._drain_once()
+        remaining = self.outbox.depth()
+        context = self._context()
+        if remaining:
+            log.warning(
+                "outbox: %d event(s) remain in %s at shutdown; the next start on this path sends "
+                "them", remaining, self.outbox.path,
+                extra={"category": "messenger", "context": context},
+            )
+        else:
+            if self._queueing_since is not None:
+                self._log_drained()
+            log.info("outbox empty at shutdown",
+                     extra={"category": "messenger", "context": context})
+        return remaining
+
+    # --- internals -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._wake is not None and self._stopping is not None
+        delay = self.min_backoff
+        while not self._stopping.is_set():
+            if not self.outbox.depth():
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                continue
+            if self._queueing_since is None:
+                self._queueing_since = time.monotonic()
+                self._queued_sent = 0
+                self._last_report = time.monotonic()
+                reason = (f"Redis unreachable ({self.outbox.last_error})"
+                          if self.outbox.last_error else "left from an earlier run")
+                log.warning(
+                    "outbox: events queue in %s: %d waiting, the oldest for %.1fs; %s",
+                    self.outbox.path, self.outbox.depth(), self.outbox.oldest_age() or 0.0, reason,
+                    extra={"category": "messenger", "context": self._context()},
+                )
+            sent = await self._drain_once()
+            if not self.outbox.depth():
+                self._log_drained()
+                delay = self.min_backoff
+                continue
+            if sent:
+                delay = self.min_backoff
+                continue
+            if time.monotonic() - self._last_report >= self.report_every:
+                self._last_report = time.monotonic()
+                log.warning(
+                    "outbox: %d event(s) still waiting in %s, the oldest for %.0fs (%s)",
+                    self.outbox.depth(), self.outbox.path, self.outbox.oldest_age() or 0.0,
+                    self.outbox.last_error or "unknown error",
+                    extra={"category": "messenger", "context": self._context()},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _drain_once(self) -> int:
+        """One drain attempt; never raises (an unexpected error is logged)."""
+        assert self._client is not None
+        try:
+            sent = await self.outbox.drain(self._client, self.batch)
+        except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
+            self.outbox.last_error = _describe(exc)
+            if not self._auth_reported:
+                self._auth_reported = True
+                log.error(
+                    "outbox cannot be sent: Redis refused the credentials (%s); check "
+                    "MESSENGER_PASSWORD. %d event(s) stay queued in %s",
+                    exc, self.outbox.depth(), self.outbox.path,
+                    extra={"category": "messenger", "context": self._context()},
+                )
+            return 0
+        except Exception as exc:
+            self.outbox.last_error = _describe(exc)
+            log.exception("outbox drain failed (entries stay queued)",
+                          extra={"category": "messenger", "context": self._context()})
+            return 0
+        self._auth_reported = False
+        self.sent += sent
+        self._queued_sent += sent
+        return sent
+
+    def _log_drained(self) -> None:
+        waited = time.monotonic() - self._queueing_since if self._queueing_since else 0.0
+        log.info(
+            "outbox drained: %d event(s) sent to Redis after %.1fs; %d waiting",
+            self._queued_sent, waited, self.outbox.depth(),
+            extra={"category": "messenger",
+                   "context": {**self._context(), "sent": self._queued_sent,
+                               "queued_seconds": round(waited, 3)}},
+        )
+        self._queueing_since = None
+        self._queued_sent = 0
+        self.outbox.last_error = None
+
+    def _context(self) -> dict[str, Any]:
+        age = self.outbox.oldest_age()
+        return {
+            "outbox": str(self.outbox.path),
+            "depth": self.outbox.depth(),
+            "oldest_age_s": None if age is None else round(age, 3),
+            "streams": self.outbox.streams(),
+        }
