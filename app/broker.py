@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -56,32 +57,45 @@ async def parse_entry(
     )
 
 
-class EventProducer(RedisFastProducer):
-    """Publishes Events as flat fields; routing, retention and fail-safety from live config."""
+@dataclass
+class PublishState:
+    """What decides where an event goes; one object shared by every publisher's producer."""
 
     live: LiveConfig | None = None
     box: outbox.Outbox | None = None
-    strict: bool = False
+    strict: bool = False  # raise instead of queueing in the outbox while Redis is down
     enabled: bool = True  # False when the messenger is off (no MESSENGER_* variables)
+
+
+class EventProducer(RedisFastProducer):
+    """Publishes Events as flat fields; routing, retention and fail-safety from live config."""
+
+    def __init__(self, *args: Any, state: PublishState | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = state or PublishState()
+
+    def _build_child(self, **kwargs: Any) -> EventProducer:
+        # FastStream gives each publisher a child producer: share the state with it.
+        return EventProducer(**kwargs, state=self.state)
 
     async def publish(self, cmd: RedisPublishCommand) -> int | bytes:
         if cmd.destination_type is not DestinationType.Stream:
             return await super().publish(cmd)
+        state = self.state
         event = cmd.body if isinstance(cmd.body, Event) else Event.model_validate(cmd.body)
-        config = self.live.current.messenger.publisher if self.live else None
+        config = state.live.current.messenger.publisher if state.live else None
         stream = config.streams.get(event.event_type, cmd.destination) if config else cmd.destination
         context = {"stream": stream, "event_id": str(event.event_id),
                    "event_type": event.event_type, "client_id": event.client_id}
-        if not self.enabled or (config and not config.enabled):
-            reason = "messenger off" if not self.enabled else "publisher.enabled is false"
+        if not state.enabled or (config and not config.enabled):
+            reason = "messenger off" if not state.enabled else "publisher.enabled is false"
             log.info("publish skipped (%s)", reason,
                      extra={"category": "messenger", "context": context})
             _count(stream, "disabled")
             return b""
         maxlen = config.max_length if config else cmd.maxlen
-        client = self._connection.client
-        route = await outbox.publish(client, self.box, stream, events.encode(event), maxlen,
-                                     strict=self.strict or self.box is None)
+        route = await outbox.publish(self._connection.client, state.box, stream,
+                                     events.encode(event), maxlen, strict=state.strict)
         log.info("event published", extra={"category": "messenger",
                                            "context": {**context, "route": route}})
         _count(stream, route)
@@ -122,8 +136,8 @@ class Broker(RedisBroker):
         return found
 
     @property
-    def producer(self) -> EventProducer:
-        return cast(EventProducer, self.config.broker_config.producer)
+    def publishing(self) -> PublishState:
+        return cast(EventProducer, self.config.broker_config.producer).state
 
     async def start(self) -> None:
         # Connecting is lazy in redis-py: an unreachable Redis does not fail the start; the

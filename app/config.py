@@ -65,7 +65,7 @@ class Subscriber(_Strict):
     )
     dedup_window_s: int = Field(86_400, ge=0, description="duplicate event_ids skipped; 0 = off")
     consumer_idle_timeout_s: int = Field(
-        3600, ge=60, description="consumers idle this long with nothing pending are removed"
+        3600, ge=1, description="consumers idle this long with nothing pending are removed"
     )
 
     @model_validator(mode="after")

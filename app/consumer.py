@@ -13,7 +13,8 @@ and one claim loop for all streams, every claim_interval_ms:
          own entries:    backoff(deliveries)          (a retry after a failure)
          others' entries: max(claim_idle_ms, backoff) (a dead or stuck instance's work)
     XCLAIM … → handle the batch like new entries
-    every ~minute: XGROUP DELCONSUMER for consumers idle past the timeout with nothing pending
+    every minute (or half the timeout): XGROUP DELCONSUMER for consumers idle past
+    consumer_idle_timeout_s with nothing pending
 
 Handling a batch:
     undecodable entry                        → DLQ + XACK (MalformedEvent names the field)
@@ -162,6 +163,9 @@ class StreamConsumer:
                           stream, extra=self._ctx(stream=stream))
                 continue
             log.info("consuming %s", stream, extra=self._ctx(stream=stream))
+            # Create the group now when Redis answers, so entries added after start() are seen
+            # even with group_start_id "$"; the loop retries it otherwise.
+            await self._redis(stream, self.client.ping)
             self._readers[stream] = asyncio.create_task(self._read_loop(stream),
                                                         name=f"read:{stream}")
         for stream in sorted(self._readers.keys() - wanted):
@@ -201,7 +205,8 @@ class StreamConsumer:
             for stream in list(self._readers):
                 if self._active(stream):
                     await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
-            if time.monotonic() - self._last_cleanup > CLEANUP_EVERY_S:
+            every = min(CLEANUP_EVERY_S, self.policy.consumer_idle_timeout_s / 2)
+            if time.monotonic() - self._last_cleanup > every:
                 self._last_cleanup = time.monotonic()
                 for stream in list(self._readers):
                     await self._redis(stream, lambda s=stream: self._remove_idle_consumers(s))  # type: ignore[misc]

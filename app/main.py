@@ -96,7 +96,7 @@ class Runtime:
         self.broker.context.set_global("store", self.store)
         self.broker.context.set_global("config", self.live)
         if self.messenger is None:
-            self.broker.producer.enabled = False
+            self.broker.publishing.enabled = False
             log.warning("messenger off: no MESSENGER_* variables set; events are neither read "
                         "nor published (use `secretmagic recompute --client ID`)",
                         extra={"category": "messenger", "context": {}})
@@ -125,8 +125,9 @@ class Runtime:
         if self.messenger is not None:
             settings, client = self.settings, self.broker.client
             box = Outbox(settings.outbox_path, settings.outbox_max_entries)
-            producer = self.broker.producer
-            producer.box, producer.live, producer.strict = box, self.live, settings.outbox_strict
+            publishing = self.broker.publishing
+            publishing.box, publishing.live = box, self.live
+            publishing.strict = settings.outbox_strict
             self.drainer = OutboxDrainer(box)
             self.drainer.start(client)
             self.consumer = StreamConsumer(

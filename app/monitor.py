@@ -448,6 +448,8 @@ def entry(entry_id: Any, raw: Mapping[Any, Any]) -> Entry:
 def tail(r: redis.Redis, stream: str, count: int = 10) -> list[Entry]:
     """The newest `count` entries, oldest first (like `tail`)."""
     _require_stream(r, stream)
+    if count <= 0:
+        return []
     raw: Any = r.xrevrange(stream, max="+", min="-", count=count)
     return [entry(entry_id, fields) for entry_id, fields in reversed(raw)]
 

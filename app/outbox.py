@@ -25,8 +25,9 @@ input event that produced it is not acked and is delivered again later). Depth a
 oldest entry are logged when queueing starts and ends, and available for metrics.
 
 One process owns an outbox file at a time (an exclusive lock beside it): give each instance on a
-host its own path. The object is used from one event-loop thread; SQLite calls are synchronous
-(a WAL commit without fsync takes microseconds).
+host its own path. The object is used from one event-loop thread (only `depth()` and
+`oldest_age()`, answered from memory, may be called from another, such as a metrics scrape);
+SQLite calls are synchronous (a WAL commit without fsync takes microseconds).
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-class OutboxFull(RetryableError):  # noqa: N818 - the name the brief and callers use
+class OutboxFull(RetryableError):
     """The outbox holds `max_entries` events; the new one was not stored (nothing else lost)."""
 
 
-class OutboxLocked(RuntimeError):  # noqa: N818
+class OutboxLocked(RuntimeError):
     """Another process has this outbox file open."""
 
 
@@ -113,6 +114,8 @@ class Outbox:
             self._db.execute(_SCHEMA)
             rows = self._db.execute("SELECT stream, COUNT(*) FROM outbox GROUP BY stream")
             self._counts: dict[str, int] = {stream: int(n) for stream, n in rows}
+            self._oldest_created: float | None = None
+            self._load_oldest()
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -135,11 +138,16 @@ class Outbox:
         return sorted(stream for stream, n in self._counts.items() if n > 0)
 
     def oldest_age(self) -> float | None:
-        """Seconds the oldest queued entry has waited, None if empty."""
-        if not self._depth:
-            return None
-        row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
-        return None if row is None or row[0] is None else max(0.0, time.time() - float(row[0]))
+        """Seconds the oldest queued entry has waited, None if empty.
+
+        From memory, like depth(), so a metrics scrape on another thread may call both.
+        """
+        oldest = self._oldest_created
+        return None if oldest is None else max(0.0, time.time() - oldest)
+
+    def _load_oldest(self) -> None:
+        row = self._db.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        self._oldest_created = None if row is None else float(row[0])
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -154,11 +162,13 @@ class Outbox:
                 "will be retried. Bring Redis back so the outbox drains, or raise "
                 "OUTBOX_MAX_ENTRIES (disk permitting)."
             )
+        now = time.time()
         self._db.execute(
             "INSERT INTO outbox (stream, fields, maxlen, created) VALUES (?, ?, ?, ?)",
-            (stream, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), maxlen,
-             time.time()),
+            (stream, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), maxlen, now),
         )
+        if self._oldest_created is None:
+            self._oldest_created = now
         self._counts[stream] = self._counts.get(stream, 0) + 1
         self._depth += 1
         if self.on_put is not None:
@@ -246,6 +256,7 @@ class Outbox:
             else:
                 del self._counts[stream]
         self._depth -= len(done)
+        self._load_oldest()
         self._reported.difference_update(seq for seq, _ in done)
 
     def close(self) -> None:
@@ -306,7 +317,8 @@ async def publish(
         outbox.put(stream, fields, maxlen)
         return "outbox"
     try:
-        await client.xadd(stream, dict(fields), maxlen=maxlen, approximate=maxlen is not None)
+        payload: dict[Any, Any] = dict(fields)
+        await client.xadd(stream, payload, maxlen=maxlen, approximate=maxlen is not None)
     except Exception as exc:
         if outbox is None or strict or not is_outage(exc):
             raise
@@ -366,8 +378,11 @@ class OutboxDrainer:
             self._wake.set()  # left over from an earlier run: send it now
         self._task = asyncio.create_task(self._run(), name="secretmagic-outbox-drainer")
 
-    async def stop(self, timeout: float = 5.0) -> int:
-        """Stop the task, try a last drain within `timeout` seconds; return (and log) what remains."""
+    async def stop(self, timeout: float = 5.0) -> int:  # noqa: ASYNC109 - a shutdown budget
+        """Stop the task, try a last drain within `timeout` seconds; return (and log) what is left.
+
+        Called from the app's shutdown with its shutdown timeout.
+        """
         deadline = asyncio.get_running_loop().time() + timeout
         if self._task is not None:
             assert self._stopping is not None and self._wake is not None

@@ -20,8 +20,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's top-level modules
 
-from features import FeatureParams, compute_features  # noqa: E402
-from pandas_features import compute_features_pandas  # noqa: E402
+from pandas_features import compute_features_pandas
+
+from features import FeatureParams, compute_features
 
 DAYS = 1000
 START = date(2022, 1, 1)
@@ -83,8 +84,10 @@ def main() -> None:
     params = FeatureParams()
 
     print(f"features {params.model_dump()}, stock included, best of {args.repeats}")
-    print(f"{'sales rows':>10} {'out rows':>10} {'polars s':>9} {'pandas s':>9} "
-          f"{'polars rows/s':>14} {'pandas rows/s':>14} {'ratio':>6}")
+    print(
+        f"{'sales rows':>10} {'out rows':>10} {'polars s':>9} {'pandas s':>9} "
+        f"{'polars rows/s':>14} {'pandas rows/s':>14} {'ratio':>6}"
+    )
     for rows in args.rows:
         sales, stock = synthetic(rows)
         sales_pd, stock_pd = sales.to_pandas(), stock.to_pandas()

@@ -16,22 +16,20 @@
 masked as ***) and the backend connects on first use. Every method is a coroutine; blocking I/O
 runs off the event loop (chDB on one dedicated thread per process, pymysql/HTTP on worker threads).
 
-Errors: a store that is down, unreachable or timing out raises `app.errors.RetryableError` naming the
-backend and host; a request that can never succeed (missing table, wrong schema, a bad value, a frame
-that does not fit the table) raises `app.errors.FatalError`. Unknown table names and bad arguments
-raise ValueError. Messages never contain the password.
+Errors: a store that is down, unreachable or timing out raises `app.errors.RetryableError`
+naming the backend and host; a request that can never succeed (missing table, wrong schema, a bad
+value, a frame that does not fit the table) raises `app.errors.FatalError`. Unknown table names
+and bad arguments raise ValueError. Messages never contain the password.
 
-Tables (client_id first in every key):
+Tables (key columns marked *, client_id first in every key):
 
-| table        | columns (polars dtypes on read)                                             | key
-|--------------|-----------------------------------------------------------------------------|------
-| sales        | client_id, product_id, date, qty f64, amount f64                            | client, product, date
-| stock        | client_id, product_id, date, on_hand f64                                    | client, product, date
-| bom          | client_id, parent_id, child_id, qty_per f64                                 | client, parent, child
-| products     | client_id, product_id, name, category, active bool                          | client, product
-| features     | client_id, product_id, date, feature, value f64          (+ computed_at)    | client, product, date, feature
-| bom_exploded | client_id, product_id, component_id, quantity f64, depth i32 (+ computed_at)| client, product, component
-| product_meta | client_id, product_id, category, active bool              (+ refreshed_at) | client, product
+    sales         client_id*, product_id*, date*, qty f64, amount f64
+    stock         client_id*, product_id*, date*, on_hand f64
+    bom           client_id*, parent_id*, child_id*, qty_per f64
+    products      client_id*, product_id*, name, category, active bool
+    features      client_id*, product_id*, date*, feature*, value f64      (+ computed_at)
+    bom_exploded  client_id*, product_id*, component_id*, quantity f64, depth i32  (+ computed_at)
+    product_meta  client_id*, product_id*, category, active bool           (+ refreshed_at)
 
 Ids and names are Utf8, dates pl.Date. Reads return exactly these columns with these dtypes, also
 when empty; row order is unspecified. The stamp columns (computed_at/refreshed_at, UTC) are set by
@@ -84,8 +82,10 @@ class TableSpec:
         return list(self.schema.names())
 
 
-def _spec(name: str, key: tuple[str, ...], stamp: str | None = None, **cols: pl.DataType) -> TableSpec:
-    return TableSpec(name, pl.Schema(cols), key, stamp)
+def _spec(
+    table: str, key: tuple[str, ...], stamp: str | None = None, /, **cols: pl.DataType
+) -> TableSpec:
+    return TableSpec(table, pl.Schema(cols), key, stamp)
 
 
 _S, _D, _F = pl.String(), pl.Date(), pl.Float64()
@@ -160,7 +160,9 @@ def conform(spec: TableSpec, client_id: str, frame: pl.DataFrame) -> pl.DataFram
         out = frame.select(pl.col(c).cast(spec.schema[c], strict=True) for c in spec.columns)
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         wrong = {c: str(frame.schema[c]) for c in spec.columns if frame.schema[c] != spec.schema[c]}
-        raise FatalError(f"{spec.name}: cannot cast columns {wrong} to the table's types: {exc}") from None
+        raise FatalError(
+            f"{spec.name}: cannot cast columns {wrong} to the table's types: {exc}"
+        ) from None
     if out.height == 0:
         return out
     floats = [c for c, t in spec.schema.items() if t == pl.Float64]
@@ -178,9 +180,12 @@ def conform(spec: TableSpec, client_id: str, frame: pl.DataFrame) -> pl.DataFram
     null_keys = [c for c in spec.key if out.get_column(c).null_count()]
     if null_keys:
         raise FatalError(f"{spec.name}: null values in key column(s) {null_keys}")
-    dup = out.select(spec.key).filter(pl.struct(spec.key).is_duplicated())
-    if dup.height:
-        raise FatalError(f"{spec.name}: {dup.height} rows share a key, e.g. {dup.row(0, named=True)}")
+    keys = out.select(spec.key)
+    if keys.n_unique() != out.height:
+        dup = keys.filter(keys.is_duplicated())
+        raise FatalError(
+            f"{spec.name}: {dup.height} rows share a key, e.g. {dup.row(0, named=True)}"
+        )
     return out
 
 
@@ -206,7 +211,8 @@ OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "clickhouse": frozenset({"connect_timeout", "send_receive_timeout"}),
     "clickhouses": frozenset({"connect_timeout", "send_receive_timeout", "verify"}),
     "mysql": frozenset(
-        {"pool_size", "connect_timeout", "read_timeout", "write_timeout", "batch_rows", "batch_bytes"}
+        {"pool_size", "connect_timeout", "read_timeout", "write_timeout",
+         "batch_rows", "batch_bytes"}
     ),
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -258,7 +264,9 @@ class StoreDSN:
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"store DSN option {name}={raw!r} is not a number in {self.masked}") from None
+            raise ValueError(
+                f"store DSN option {name}={raw!r} is not a number in {self.masked}"
+            ) from None
         if value <= 0:
             raise ValueError(f"store DSN option {name}={raw!r} must be positive in {self.masked}")
         return value
@@ -285,14 +293,16 @@ def parse_dsn(dsn: str) -> StoreDSN:
     if parts.fragment:
         raise ValueError(f"store DSN must not have a #fragment: {masked}")
     try:
-        options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        query = parts.query
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
         raise ValueError(f"malformed query string in store DSN {masked}") from None
     allowed = OPTIONS["mysql" if scheme == "starrocks" else scheme]
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(
-            f"unknown option(s) {unknown} in {scheme} store DSN {masked}; allowed: {sorted(allowed)}"
+            f"unknown option(s) {unknown} in {scheme} store DSN {masked}; "
+            f"allowed: {sorted(allowed)}"
         )
 
     if scheme == "chdb":

@@ -28,11 +28,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import polars as pl
@@ -42,7 +42,16 @@ import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
 from app.errors import FatalError, RetryableError
-from store import StoreDSN, TableSpec, cast_read, check_client_id, conform, load_ddl, scrub, table_spec
+from store import (
+    StoreDSN,
+    TableSpec,
+    cast_read,
+    check_client_id,
+    conform,
+    load_ddl,
+    scrub,
+    table_spec,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,11 +59,13 @@ T = TypeVar("T")
 # Encoders only: without decoders pymysql hands every value over as text; polars parses columns.
 _CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
+_STRICT = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
+
 # pymysql's escape table (converters._escape_table), applied by polars to whole columns.
 _ESCAPE_FROM = ["\\", "\x00", "\n", "\r", "\x1a", '"', "'"]
 _ESCAPE_TO = ["\\\\", "\\0", "\\n", "\\r", "\\Z", '\\"', "\\'"]
 
-# Errors that mean "the server or the network is (temporarily) not there": retry on a new connection.
+# "The server or the network is (temporarily) not there": retry, on a new connection.
 _CONNECTION_ERRNOS = frozenset(
     {
         0,  # pymysql: connection already closed
@@ -77,8 +88,10 @@ _FATAL_ERRNOS = frozenset(
     }
 )
 # StarRocks reports many errors, transient ones included, as 1064; these words mark the transient.
-_STARROCKS_TRANSIENT_WORDS = ("timeout", "timed out", "too many", "busy", "unavailable", "not alive",
-                              "no alive", "retry", "try again", "memory")
+_STARROCKS_TRANSIENT_WORDS = (
+    "timeout", "timed out", "too many", "busy", "unavailable", "not alive", "no alive", "retry",
+    "try again", "memory",
+)
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -95,10 +108,8 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 def _force_close(conn: pymysql.connections.Connection) -> None:
     """Drop a connection without talking to the server (it may be broken or in use elsewhere)."""
-    try:
-        conn._force_close()  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - best effort
-        pass
+    with contextlib.suppress(Exception):
+        conn._force_close()
 
 
 class MySQLStore:
@@ -140,6 +151,9 @@ class MySQLStore:
             read_timeout=self._read_timeout,
             write_timeout=self._write_timeout,
             local_infile=False,
+            # MariaDB/MySQL: strict mode, so an over-long id or a bad value is an error, never a
+            # silent truncation. (StarRocks has its own strictness rules; its sql_mode is left.)
+            init_command=None if self._starrocks else _STRICT,
         )
 
     async def _in_thread(
@@ -168,7 +182,7 @@ class MySQLStore:
             raise RuntimeError(f"{self.name} store is closed")
         async with self._slots:
             for attempt in (1, 2):
-                conn = self._idle.pop() if self._idle else None
+                conn = self._idle.pop() if self._idle and attempt == 1 else None
                 reused = conn is not None
                 try:
                     if conn is None:
@@ -177,8 +191,14 @@ class MySQLStore:
                 except Exception as exc:
                     if conn is not None:
                         _force_close(conn)
-                    if reused and attempt == 1 and _is_connection_error(exc):
-                        log.info("%s store: pooled connection lost (%s); reconnecting", self.name, exc)
+                    if reused and _is_connection_error(exc):
+                        # The server restarted or dropped idle connections: the other pooled ones
+                        # are most likely dead too. Drop them all and retry once on a fresh one.
+                        log.info("%s store: pooled connection lost (%s); reconnecting",
+                                 self.name, scrub(str(exc), self._dsn.password))
+                        idle, self._idle = self._idle, []
+                        for dead in idle:
+                            _force_close(dead)
                         continue
                     raise self._classify(exc, what) from None
                 if self._closed:
@@ -189,7 +209,7 @@ class MySQLStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _classify(self, exc: Exception, what: str) -> Exception:
-        """RetryableError or FatalError for a driver error, naming backend and host, not the password."""
+        """The app error for a driver error: names backend and host, never the password."""
         d = self._dsn
         detail = scrub(f"{type(exc).__name__}: {exc}", d.password)
         where = f"{self.name} store at {d.where}/{d.database}"
@@ -238,7 +258,8 @@ class MySQLStore:
     async def read(self, table: str, client_id: str) -> pl.DataFrame:
         spec = table_spec(table)
         check_client_id(client_id)
-        cols = ", ".join(f"`{c}`" for c in spec.columns)
+        # client_id is not fetched (it is the argument): a column less for pymysql to parse.
+        cols = ", ".join(f"`{c}`" for c in spec.columns if c != "client_id")
         sql = f"SELECT {cols} FROM `{spec.name}` WHERE `client_id` = %s"
         return await self._run(f"read {spec.name}", _read, spec, sql, client_id)
 
@@ -260,7 +281,9 @@ class MySQLStore:
         stamp: dt.datetime,
     ) -> int:
         backslash = not (conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-        statements = insert_statements(spec, rows, stamp, backslash, self.batch_rows, self.batch_bytes)
+        statements = insert_statements(
+            spec, rows, stamp, backslash, self.batch_rows, self.batch_bytes
+        )
         transactional = not self._starrocks  # see the module doc
         with conn.cursor() as cur:
             if transactional:
@@ -273,10 +296,8 @@ class MySQLStore:
                     conn.commit()
             except BaseException:
                 if transactional:
-                    try:
+                    with contextlib.suppress(Exception):  # the caller drops the connection anyway
                         conn.rollback()
-                    except Exception:
-                        pass  # the connection is dropped by the caller anyway
                 raise
         return rows.height
 
@@ -301,13 +322,16 @@ class MySQLStore:
 _READ_CHUNK = 100_000
 
 
-def _read(conn: pymysql.connections.Connection, spec: TableSpec, sql: str, client_id: str) -> pl.DataFrame:
+def _read(
+    conn: pymysql.connections.Connection, spec: TableSpec, sql: str, client_id: str
+) -> pl.DataFrame:
     chunks: list[pl.DataFrame] = []
-    text_schema = pl.Schema(dict.fromkeys(spec.columns, pl.String()))
+    text_schema = pl.Schema({c: pl.String() for c in spec.columns if c != "client_id"})
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
         cur.execute(sql, (client_id,))
         while rows := cur.fetchmany(_READ_CHUNK):
-            chunks.append(_parse(spec, pl.DataFrame(rows, schema=text_schema, orient="row")))
+            text = pl.DataFrame(rows, schema=text_schema, orient="row")
+            chunks.append(_parse(spec, text.with_columns(client_id=pl.lit(client_id, pl.String))))
     if not chunks:
         return pl.DataFrame(schema=spec.schema)
     return pl.concat(chunks, rechunk=True) if len(chunks) > 1 else chunks[0]
@@ -324,7 +348,8 @@ def _parse(spec: TableSpec, text: pl.DataFrame) -> pl.DataFrame:
         if dtype == pl.Date:
             exprs.append(col.str.to_date("%Y-%m-%d", strict=True))
         elif dtype == pl.Boolean:
-            exprs.append(col.str.to_lowercase().replace_strict(_TRUE_FALSE, return_dtype=pl.Boolean))
+            lowered = col.str.to_lowercase()
+            exprs.append(lowered.replace_strict(_TRUE_FALSE, return_dtype=pl.Boolean))
         elif dtype == pl.String:
             exprs.append(col)
         else:
@@ -368,7 +393,8 @@ def insert_statements(
     parts = [_literal(c, spec.schema[c], backslash) for c in columns]
     if spec.stamp:
         columns.append(spec.stamp)
-        parts.append(pl.lit(f"'{(stamp or dt.datetime.now(dt.UTC)).strftime('%Y-%m-%d %H:%M:%S.%f')}'"))
+        when = (stamp or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        parts.append(pl.lit(f"'{when}'"))
     prefix = f"INSERT INTO `{spec.name}` ({', '.join(f'`{c}`' for c in columns)}) VALUES "
     values = rows.select(
         pl.concat_str(pl.lit("("), pl.concat_str(parts, separator=","), pl.lit(")")).alias("v")

@@ -323,7 +323,7 @@ def test_parameters_from_yaml_lists_are_frozen_tuples() -> None:
     assert params.ema_spans == (3, 14)
     assert params.lags == ()
     with pytest.raises(ValidationError):
-        params.ema_spans = (1,)  # type: ignore[misc]
+        params.ema_spans = (1,)
 
 
 # --- against a plain-Python reference ----------------------------------------------------------
@@ -351,11 +351,11 @@ def reference(
         qty = [by_day.get(d, 0.0) for d in dates]
         columns: dict[str, list[float | None]] = {}
         for s in params.ema_spans:
-            alpha, ema, values = 2 / (s + 1), qty[0], []
+            alpha, ema, emas = 2 / (s + 1), qty[0], []
             for q in qty:
                 ema = alpha * q + (1 - alpha) * ema
-                values.append(ema)
-            columns[f"ema_{s}"] = list(values)
+                emas.append(ema)
+            columns[f"ema_{s}"] = list(emas)
         for w in params.ma_windows:
             columns[f"ma_{w}"] = [
                 statistics.fmean(qty[i - w + 1 : i + 1]) if i >= w - 1 else None

@@ -1,0 +1,236 @@
+"""The store on ClickHouse through clickhouse-connect: embedded chDB (`chdb://`) or a server over
+HTTP(S) (`clickhouse://`, `clickhouses://`).
+
+- chDB is one engine per process, synchronous, and its on-disk data belongs to one process at a
+  time. Every chDB call of the process runs on ONE dedicated thread (`CHDB_EXECUTOR`), so the event
+  loop never blocks and the engine is never entered from two threads. Stores on the same location
+  share the engine; opening a second, different location in the same process is a FatalError.
+  clickhouse-connect opens chDB with `get_client(interface="chdb", path=...)` (path None = memory).
+- Over HTTP the client is thread-safe for session-less queries (`autogenerate_session_id=False`);
+  calls run on the loop's default worker threads.
+- Bulk I/O only: `insert_arrow` of the whole frame (polars → Arrow) and `query_arrow` (Arrow →
+  polars), no per-row work in Python.
+- Tables are `ReplacingMergeTree(_version) ORDER BY <key>` (store/ddl/clickhouse.sql), where
+  `_version` is a nanosecond timestamp. replace = insert the frame with a new, larger `_version`,
+  then `DELETE FROM t WHERE client_id = c AND _version < v` (a lightweight delete, synchronous).
+  Reads use FINAL, so right after a replace they return exactly the frame. While a replace runs, a
+  racing reader sees the old rows, then new rows plus old rows of keys the new frame no longer has,
+  never an empty client; a crash between the two steps leaves such extra rows until the next replace
+  of that client. Concurrent replaces of one client converge to the newest `_version`. A writer that
+  inserts on its own (an integrator) may omit `_version`: it defaults to the insert time, so a plain
+  INSERT upserts by key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import polars as pl
+
+from app.errors import FatalError, RetryableError
+from store import (
+    StoreDSN,
+    TableSpec,
+    cast_read,
+    check_client_id,
+    conform,
+    load_ddl,
+    scrub,
+    table_spec,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The one thread of this process that talks to chDB (created on first use).
+CHDB_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
+
+# ClickHouse error codes of requests that can never succeed as written (schema, data, access).
+FATAL_CODES = frozenset(
+    {
+        6, 7, 8, 15, 16, 20, 26, 27, 32, 33, 36, 38, 41, 43, 44, 47, 48, 50, 53, 60, 62, 69, 70,
+        72, 81, 117, 130, 158, 192, 193, 194, 215, 321, 349, 386, 497, 516,
+    }
+)
+
+_version_lock = threading.Lock()
+_last_version = 0
+
+
+def next_version() -> int:
+    """A nanosecond timestamp, strictly increasing within the process."""
+    global _last_version
+    with _version_lock:
+        _last_version = max(time.time_ns(), _last_version + 1)
+        return _last_version
+
+
+class ClickHouseStore:
+    """`Store` on ClickHouse: embedded chDB or a server over HTTP(S)."""
+
+    def __init__(self, dsn: StoreDSN) -> None:
+        if dsn.scheme not in ("chdb", "clickhouse", "clickhouses"):
+            raise ValueError(f"ClickHouseStore cannot open a {dsn.scheme}:// DSN")
+        self._dsn = dsn
+        self._chdb = dsn.scheme == "chdb"
+        self.name = "chdb" if self._chdb else "clickhouse"
+        self._executor: Executor | None = CHDB_EXECUTOR if self._chdb else None
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ClickHouseStore {self.name} {self._dsn.where}/{self._dsn.database}>"
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _open(self) -> Any:
+        import clickhouse_connect
+
+        d = self._dsn
+        if self._chdb:
+            client = clickhouse_connect.get_client(interface="chdb", path=d.path or None)
+            try:
+                client.command(f"CREATE DATABASE IF NOT EXISTS `{d.database}`")  # name validated
+                client.database = d.database
+            except Exception:
+                client.close()
+                raise
+            return client
+        kwargs: dict[str, Any] = {}
+        if d.scheme == "clickhouses":
+            kwargs["verify"] = d.options.get("verify", "true").lower() not in ("0", "false", "no")
+        return clickhouse_connect.get_client(
+            host=d.host,
+            port=d.port,
+            username=d.user or "default",
+            password=d.password,
+            database=d.database,
+            secure=d.scheme == "clickhouses",
+            connect_timeout=d.option("connect_timeout", 5),
+            send_receive_timeout=d.option("send_receive_timeout", 300),
+            autogenerate_session_id=False,
+            **kwargs,
+        )
+
+    def _with_client(self, fn: Callable[..., T], *args: Any) -> T:
+        # Runs on the worker thread (for chDB: always the same one).
+        with self._client_lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name} store is closed")
+            if self._client is None:
+                self._client = self._open()
+            client = self._client
+        return fn(client, *args)
+
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError(f"{self.name} store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._with_client, fn, *args)
+        except RuntimeError as exc:
+            if "store is closed" in str(exc):
+                raise
+            raise self._classify(exc, what) from None
+        except Exception as exc:
+            raise self._classify(exc, what) from None
+
+    def _classify(self, exc: Exception, what: str) -> Exception:
+        """The app error for a driver error: names backend and host, never the password."""
+        from clickhouse_connect.driver import exceptions as ch
+
+        d = self._dsn
+        detail = scrub(f"{type(exc).__name__}: {exc}", d.password)
+        if len(detail) > 2000:
+            detail = detail[:2000] + " ..."
+        where = f"{self.name} store at {d.where}/{d.database}"
+        if isinstance(exc, ch.OperationalError | OSError | socket.timeout | ConnectionError):
+            return RetryableError(f"{where} unavailable during {what}: {detail}")
+        if self._chdb and isinstance(exc, ch.ProgrammingError) and "chdb engine" in str(exc):
+            return FatalError(
+                f"{where}: chDB allows one engine location per process and another one is open "
+                f"({detail})"
+            )
+        code = getattr(exc, "code", None)
+        if code in FATAL_CODES or isinstance(
+            exc, ch.DataError | ch.IntegrityError | ch.NotSupportedError | pl.exceptions.PolarsError
+        ):
+            return FatalError(f"{where} rejected {what}: {detail}")
+        if isinstance(exc, ch.ProgrammingError) and code is None:
+            return FatalError(f"{where} rejected {what}: {detail}")
+        # Server-side trouble (memory, too many parts, timeouts, ...) or unknown: retry later.
+        return RetryableError(f"{where} failed during {what}: {detail}")
+
+    # --- Store ---------------------------------------------------------------------------------
+
+    async def create_tables(self) -> None:
+        statements = load_ddl("clickhouse")
+
+        def op(client: Any) -> None:
+            for sql in statements:
+                client.command(sql)
+
+        await self._run("create_tables", op)
+
+    async def ping(self) -> None:
+        await self._run("ping", lambda client: client.command("SELECT 1"))
+
+    async def read(self, table: str, client_id: str) -> pl.DataFrame:
+        spec = table_spec(table)
+        check_client_id(client_id)
+        cols = ", ".join(f"`{c}`" for c in spec.columns)
+        sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE `client_id` = {{client:String}}"
+        return await self._run(f"read {spec.name}", _read, spec, sql, client_id)
+
+    async def replace(self, table: str, client_id: str, frame: pl.DataFrame) -> int:
+        spec = table_spec(table)
+        check_client_id(client_id)
+        rows = conform(spec, client_id, frame)
+        return await self._run(f"replace {spec.name}", _replace, spec, client_id, rows)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+
+        def close_client() -> None:
+            with self._client_lock:
+                self._closed = True
+                client, self._client = self._client, None
+            if client is not None:
+                client.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_client)
+
+
+def _read(client: Any, spec: TableSpec, sql: str, client_id: str) -> pl.DataFrame:
+    table = client.query_arrow(sql, parameters={"client": client_id}, use_strings=True)
+    if table.num_rows == 0:
+        return pl.DataFrame(schema=spec.schema)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return cast_read(spec, frame)
+
+
+def _replace(client: Any, spec: TableSpec, client_id: str, rows: pl.DataFrame) -> int:
+    version = next_version()
+    if rows.height:
+        extra = [pl.lit(version, dtype=pl.UInt64).alias("_version")]
+        if spec.stamp:
+            now = dt.datetime.now(dt.UTC)
+            extra.append(pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(spec.stamp))
+        client.insert_arrow(spec.name, rows.with_columns(extra).to_arrow())
+    client.command(
+        f"DELETE FROM `{spec.name}` "
+        "WHERE `client_id` = {client:String} AND `_version` < {v:UInt64}",
+        parameters={"client": client_id, "v": version},
+    )
+    return rows.height

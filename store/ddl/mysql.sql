@@ -1,0 +1,75 @@
+-- secretmagic analytical store: MySQL-protocol DDL for MariaDB/MySQL (verified on MariaDB 10.11).
+-- Used by mysql:// DSNs (the tests' MariaDB); StarRocks, the production target, has its own file
+-- (starrocks.sql) with the same tables, columns and keys. Loaded by
+-- store.mysql.MySQLStore.create_tables (idempotent). The database itself is not created here.
+--
+-- Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a', 'x' <> 'x '); on MySQL 8 use
+-- utf8mb4_0900_bin instead. VARCHAR(191) keeps the widest key (4 x 191 x 4 bytes) under InnoDB's
+-- 3072-byte index limit. Timestamps are UTC. Non-key columns are nullable (NaN is written as NULL).
+
+-- integrator-owned inputs
+
+CREATE TABLE IF NOT EXISTS `sales` (
+    `client_id`  VARCHAR(191) NOT NULL,
+    `product_id` VARCHAR(191) NOT NULL,
+    `date`       DATE NOT NULL,
+    `qty`        DOUBLE NULL,
+    `amount`     DOUBLE NULL,
+    PRIMARY KEY (`client_id`, `product_id`, `date`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `stock` (
+    `client_id`  VARCHAR(191) NOT NULL,
+    `product_id` VARCHAR(191) NOT NULL,
+    `date`       DATE NOT NULL,
+    `on_hand`    DOUBLE NULL,
+    PRIMARY KEY (`client_id`, `product_id`, `date`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `bom` (
+    `client_id` VARCHAR(191) NOT NULL,
+    `parent_id` VARCHAR(191) NOT NULL,
+    `child_id`  VARCHAR(191) NOT NULL,
+    `qty_per`   DOUBLE NULL,
+    PRIMARY KEY (`client_id`, `parent_id`, `child_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `products` (
+    `client_id`  VARCHAR(191) NOT NULL,
+    `product_id` VARCHAR(191) NOT NULL,
+    `name`       VARCHAR(1024) NULL,
+    `category`   VARCHAR(191) NULL,
+    `active`     BOOLEAN NULL,
+    PRIMARY KEY (`client_id`, `product_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+-- secretmagic-owned outputs
+
+CREATE TABLE IF NOT EXISTS `features` (
+    `client_id`   VARCHAR(191) NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
+    `date`        DATE NOT NULL,
+    `feature`     VARCHAR(191) NOT NULL,
+    `value`       DOUBLE NULL,
+    `computed_at` DATETIME(6) NOT NULL,
+    PRIMARY KEY (`client_id`, `product_id`, `date`, `feature`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `bom_exploded` (
+    `client_id`    VARCHAR(191) NOT NULL,
+    `product_id`   VARCHAR(191) NOT NULL,
+    `component_id` VARCHAR(191) NOT NULL,
+    `quantity`     DOUBLE NULL,
+    `depth`        INT NULL,
+    `computed_at`  DATETIME(6) NOT NULL,
+    PRIMARY KEY (`client_id`, `product_id`, `component_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `product_meta` (
+    `client_id`    VARCHAR(191) NOT NULL,
+    `product_id`   VARCHAR(191) NOT NULL,
+    `category`     VARCHAR(191) NULL,
+    `active`       BOOLEAN NULL,
+    `refreshed_at` DATETIME(6) NOT NULL,
+    PRIMARY KEY (`client_id`, `product_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;

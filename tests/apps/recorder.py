@@ -1,0 +1,64 @@
+"""A worker whose handlers record in Redis what they handle: for tests that run, kill and restart
+real app processes (`faststream run tests.apps.recorder:app`).
+
+RECORDER_STREAMS lists the streams (event type `job` on each). Per event the handler
+- counts attempts in HINCRBY <prefix>:attempts event_id, and the time of each in a list,
+- fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
+- works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
+- on success counts HINCRBY <prefix>:handled event_id and publishes `job_done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from faststream import Context
+from faststream.redis import RedisRouter
+
+from app.broker import Broker, stream_subscriber
+from app.errors import FatalError, RetryableError
+from app.events import Event
+from app.main import create_app, load
+
+PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
+WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
+
+
+async def record(event: Event, broker: Broker = Context("broker")) -> Event:
+    redis = broker.client
+    key = str(event.event_id)
+    attempts = await redis.hincrby(f"{PREFIX}:attempts", key, 1)
+    await redis.rpush(f"{PREFIX}:times:{key}", time.time())
+    work_ms = float(event.data.get("work_ms", WORK_MS))
+    if work_ms:
+        await asyncio.sleep(work_ms / 1000)  # simulated work: the window a kill lands in
+    fail = event.data.get("fail")
+    if fail == "fatal":
+        raise FatalError(f"job {key} can never succeed")
+    if fail == "retryable" and attempts <= int(event.data.get("times", 1)):
+        raise RetryableError(f"attempt {attempts} failed on purpose")
+    if fail == "crash" and attempts <= int(event.data.get("times", 1)):
+        raise ZeroDivisionError("an unexpected bug")
+    await redis.hincrby(f"{PREFIX}:handled", key, 1)
+    return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
+
+
+def build_router(streams: list[str]) -> RedisRouter:
+    router = RedisRouter()
+    for stream in streams:
+        handler: Any = router.publisher(stream=f"{stream}-done")(_copy(record))
+        stream_subscriber(router, stream, "job")(handler)
+    return router
+
+
+def _copy(func: Any) -> Any:
+    async def handler(event: Event, broker: Broker = Context("broker")) -> Event:
+        return await func(event, broker)
+
+    return handler
+
+
+app = create_app(build_router(os.environ.get("RECORDER_STREAMS", "jobs").split(",")), *load())

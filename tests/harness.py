@@ -1,0 +1,175 @@
+"""Running workers for tests: in this process (a Broker + StreamConsumer on a real Redis) or as
+real `faststream run` processes; and waiting for conditions with a deadline (never a fixed sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+from faststream.redis import RedisRouter
+
+from app.broker import Broker, parse_entry
+from app.config import Config, LiveConfig
+from app.consumer import StreamConsumer
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {  # policy values that make delivery tests quick; the defaults suit production
+    "block_ms": 100,
+    "claim_interval_ms": 100,
+    "claim_idle_ms": 1500,
+    "backoff": {"base_ms": 100, "factor": 2.0, "max_ms": 2000, "jitter": 0.0},
+}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def config(streams: list[str], group: str = "secretmagic-group", **subscriber: Any) -> Config:
+    sub = {"streams": streams, "consumer_group": group, **FAST, **subscriber}
+    return Config.model_validate({"messenger": {"subscriber": sub}})
+
+
+def job(client_id: str | None = None, event_type: str = "job", **data: Any) -> dict[str, str]:
+    """Stream fields of an event as an integrator writes them with a plain XADD.
+
+    Each job is for a client of its own unless one is given (events of one client waiting
+    together are coalesced into one handler call).
+    """
+    return {"event_id": str(uuid.uuid4()), "event_type": event_type,
+            "client_id": client_id or unique("client"),
+            "timestamp": "2025-11-22T14:00:00Z", "data": json.dumps(data)}
+
+
+async def wait_until(condition: Callable[[], Awaitable[Any]], timeout: float = 20.0,
+                     what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await condition()
+        if last:
+            return last
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str = "worker-1",
+                 ) -> AsyncIterator[StreamConsumer]:
+    """The app's broker and consumer for `router`, in this process, on a real Redis."""
+    broker = Broker(redis_url, parser=parse_entry, log_level=logging.DEBUG)
+    broker.include_router(router)
+    await broker.start()
+    live = LiveConfig(None, cfg)
+    broker.publishing.live = live
+    fatal: list[str] = []
+    consumer_ = StreamConsumer(broker.client, live, consumer, broker.handlers(),
+                               redis_label=redis_url, on_fatal=fatal.append)
+    await consumer_.start()
+    try:
+        yield consumer_
+    finally:
+        await consumer_.stop(5)
+        await broker.stop()
+
+
+# --- app processes -------------------------------------------------------------------------------
+
+
+def write_config(path: Path, cfg: Config | Mapping[str, Any]) -> Path:
+    data = cfg.model_dump(mode="json") if isinstance(cfg, Config) else dict(cfg)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(data))
+    tmp.replace(path)  # atomic, like an editor's save
+    return path
+
+
+class AppProcess:
+    """`faststream run <target>` as a subprocess, with its output captured to a file."""
+
+    def __init__(self, target: str, env: Mapping[str, str], workdir: Path, name: str) -> None:
+        self.log_path = workdir / f"{name}.log"
+        self.name = name
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MESSENGER_", "STORE_", "LOGS_", "SECRETMAGIC_"))}
+        self.env = {**base, "PYTHONPATH": str(ROOT), "METRICS_PORT": "0",
+                    "SECRETMAGIC_CONSUMER": name, "STORE_DSN": "chdb://",
+                    "OUTBOX_PATH": str(workdir / f"{name}-outbox.sqlite3"), **env}
+        self.target = target
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AppProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faststream", "run", self.target], cwd=ROOT, env=self.env,
+            stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_output(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return
+            if self.proc and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: {text!r} not in its output:\n{self.output[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+@contextlib.contextmanager
+def app_processes(*apps: AppProcess) -> Iterator[tuple[AppProcess, ...]]:
+    try:
+        for a in apps:
+            a.start()
+        yield apps
+    finally:
+        for a in apps:
+            a.stop()
+
+
+def messenger_env(url: str) -> dict[str, str]:
+    parsed = redis.connection.parse_url(url)
+    return {"MESSENGER_HOST": str(parsed.get("host", "127.0.0.1")),
+            "MESSENGER_PORT": str(parsed.get("port", 6379)),
+            "MESSENGER_DB": str(parsed.get("db", 0))}

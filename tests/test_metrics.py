@@ -1,0 +1,223 @@
+"""app.metrics: gauges computed from a real Redis, the counters, /metrics and /health over HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import metrics, monitor
+from app.metrics import REGISTRY, Health, StreamCollector, serve
+from tests.services import free_port, private_redis
+from tests.test_monitor import REDIS62, Keys, behind, dead_letter
+
+
+class Messenger:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host, self.port, self.db, self.password = host, port, 0, None
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    return samples(text).get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys(r: redis.Redis) -> Iterator[Keys]:
+    k = Keys(r)
+    yield k
+    k.cleanup()
+
+
+def healthy() -> Health:
+    return Health(started=True, redis_ok=True, consumers_running=True)
+
+
+# --- the collector -------------------------------------------------------------------------------
+
+
+def test_collector_gauges_match_the_streams(r: redis.Redis, keys: Keys, redis_url: str) -> None:
+    stream, group = keys("m-stream"), keys("m-group")
+    behind(r, stream, group, total=7, read=3)  # lag 4, pending 3
+    for _ in range(2):
+        dead_letter(r, group, stream, {"event_type": "x"}, ValueError("v"))
+    registry = CollectorRegistry()
+    registry.register(StreamCollector(redis.Redis.from_url(redis_url),
+                                      outbox_stats=lambda: (5, 12.5)))
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert gauge("secretmagic_redis_up") == 1
+    assert gauge("secretmagic_group_lag", stream=stream, group=group) == 4
+    assert gauge("secretmagic_group_pending", stream=stream, group=group) == 3
+    assert gauge("secretmagic_group_consumers", stream=stream, group=group) == 1
+    assert gauge("secretmagic_stream_length", stream=stream) == 7
+    assert gauge("secretmagic_dlq_length", group=group) == 2
+    assert gauge("secretmagic_outbox_depth") == 5
+    assert gauge("secretmagic_outbox_oldest_age_seconds") == 12.5
+
+    r.xreadgroup(group, "c1", {stream: ">"})  # catches up
+    r.xack(stream, group, *[entry_id for entry_id, _ in r.xrange(stream)])
+    assert gauge("secretmagic_group_lag", stream=stream, group=group) == 0
+    assert gauge("secretmagic_group_pending", stream=stream, group=group) == 0
+
+
+def test_collector_lag_on_redis_6_2() -> None:
+    with private_redis(binary=REDIS62) as server:
+        client = redis.Redis.from_url(server.url)
+        behind(client, "sales-updates", "secretmagic-group", total=9, read=4)
+        labels = {"stream": "sales-updates", "group": "secretmagic-group"}
+        for cap, expected in ((3, 3), (1000, 5)):  # capped, then counted in full
+            registry = CollectorRegistry()
+            registry.register(StreamCollector(client, lag_cap=cap))
+            assert registry.get_sample_value("secretmagic_group_lag", labels) == expected
+        client.close()
+
+
+def test_collector_with_redis_down_and_a_failing_outbox() -> None:
+    def broken() -> tuple[int, float | None]:
+        raise OSError("outbox file gone")
+
+    down = monitor.connect(Messenger(free_port()), timeout=1)
+    registry = CollectorRegistry()
+    registry.register(StreamCollector(down, outbox_stats=broken))
+    assert registry.get_sample_value("secretmagic_redis_up") == 0
+    assert registry.get_sample_value("secretmagic_outbox_depth") is None
+
+    registry = CollectorRegistry()
+    registry.register(StreamCollector(down, outbox_stats=lambda: (0, None)))
+    assert registry.get_sample_value("secretmagic_outbox_depth") == 0
+    assert registry.get_sample_value("secretmagic_outbox_oldest_age_seconds") == 0
+
+
+def test_the_counters_are_on_the_registry() -> None:
+    stream = "test-metrics-counter"
+    before = REGISTRY.get_sample_value("secretmagic_events_total",
+                                       {"stream": stream, "outcome": "handled"}) or 0
+    metrics.EVENTS.labels(stream, "handled").inc()
+    metrics.PUBLISHED.labels(stream, "outbox").inc(2)
+    metrics.HANDLE_SECONDS.labels(stream).observe(0.2)
+    metrics.CONFIG_RELOADS.labels("rejected").inc()
+    assert REGISTRY.get_sample_value("secretmagic_events_total",
+                                     {"stream": stream, "outcome": "handled"}) == before + 1
+    assert REGISTRY.get_sample_value("secretmagic_published_total",
+                                     {"stream": stream, "route": "outbox"}) == 2
+    assert REGISTRY.get_sample_value("secretmagic_handle_seconds_bucket",
+                                     {"stream": stream, "le": "0.25"}) == 1
+    for name in ("secretmagic_claims", "secretmagic_redis_reconnects",
+                 "secretmagic_group_recreated", "secretmagic_log_records_dropped"):
+        assert name in {m.name for m in REGISTRY.collect()}
+
+
+# --- the HTTP endpoint ---------------------------------------------------------------------------
+
+
+def test_metrics_endpoint_serves_the_redis_gauges(
+    r: redis.Redis, keys: Keys, redis_url: str
+) -> None:
+    stream, group = keys("m-http"), keys("m-http-group")
+    behind(r, stream, group, total=5, read=1)
+    dead_letter(r, group, stream, {"a": "b"}, ValueError("v"))
+    server = serve(free_port(), healthy(), StreamCollector(redis.Redis.from_url(redis_url)),
+                   addr="127.0.0.1")
+    try:
+        status, text = get(server.port, "/metrics")
+        assert status == 200
+        assert value(text, "secretmagic_group_lag", stream=stream, group=group) == 4
+        assert value(text, "secretmagic_group_pending", stream=stream, group=group) == 1
+        assert value(text, "secretmagic_dlq_length", group=group) == 1
+        assert value(text, "secretmagic_redis_up") == 1
+    finally:
+        server.shutdown()
+    assert not server.running
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+    # shutdown unregistered the collector: a new one can be registered
+    assert "secretmagic_group_lag" not in {m.name for m in REGISTRY.collect()}
+
+
+def test_metrics_still_answer_with_redis_down() -> None:
+    with private_redis() as redis_server:
+        client = monitor.connect(Messenger(redis_server.port), timeout=1)
+        behind(client, "sales-updates", "secretmagic-group", total=3, read=1)
+        server = serve(free_port(), healthy(), StreamCollector(client), addr="127.0.0.1")
+        try:
+            _, text = get(server.port, "/metrics")
+            assert value(text, "secretmagic_group_lag", stream="sales-updates",
+                         group="secretmagic-group") == 2
+            metrics.RECONNECTS.inc()
+            redis_server.stop()
+
+            status, text = get(server.port, "/metrics")
+            assert status == 200
+            assert value(text, "secretmagic_redis_up") == 0
+            assert (value(text, "secretmagic_redis_reconnects_total") or 0) >= 1
+            assert value(text, "secretmagic_group_lag", stream="sales-updates",
+                         group="secretmagic-group") is None
+        finally:
+            server.shutdown()
+
+
+def test_health_is_200_when_healthy_and_503_with_the_problems() -> None:
+    health = Health(details={"consumer": "host-1", "streams": ["sales-updates"]})
+    server = serve(free_port(), health, addr="127.0.0.1")
+    try:
+        status, body = get(server.port, "/health")
+        report = json.loads(body)
+        assert status == 503 and report["status"] == "unhealthy"
+        assert report["problems"] == ["not started", "redis unreachable", "consumers not running"]
+        assert report["details"] == {"consumer": "host-1", "streams": ["sales-updates"]}
+
+        health.started = health.redis_ok = health.consumers_running = True
+        status, body = get(server.port, "/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+        health.redis_ok = False
+        assert get(server.port, "/health")[0] == 503
+        assert get(server.port, "/nope")[0] == 404
+        assert get(server.port, "/")[0] == 200
+    finally:
+        server.shutdown()
+
+
+def test_health_rules_for_messenger_off_and_paused_consumption() -> None:
+    assert Health(started=True, messenger=False).healthy  # no Redis needed
+    assert Health(started=True, redis_ok=True, consuming=False).healthy  # paused on purpose
+    assert not Health(started=True, redis_ok=True).healthy
+    assert not Health(redis_ok=True, consumers_running=True).healthy
+
+
+def test_port_zero_means_off() -> None:
+    server = serve(0, healthy(), StreamCollector(redis.Redis(port=free_port())))
+    assert not server.running and server.port == 0
+    assert "secretmagic_redis_up" not in {m.name for m in REGISTRY.collect()}
+    server.shutdown()  # a no-op

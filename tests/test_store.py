@@ -1,0 +1,580 @@
+"""Contract tests of the analytical store, run against every backend.
+
+`store` is parametrised: "chdb" is the embedded engine (one in-memory chDB for the whole pytest
+process: chDB allows one engine per process), "mysql" a MySQL-protocol server (the session's
+`mysql_dsn` from conftest: MariaDB here) in a database of this module's own. Tests isolate
+themselves with unique client ids, so they can share tables and run beside other test files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+import pymysql
+import pytest
+from polars.testing import assert_frame_equal
+
+from app.errors import FatalError, RetryableError
+from store import TABLES, Store, conform, load_ddl, mask_dsn, open_store, parse_dsn, table_spec
+from store.mysql import insert_statements
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "s3cr3t-Pw"  # must never show up in an error
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+def _admin_connection(dsn: str) -> pymysql.connections.Connection:
+    d = parse_dsn(dsn)
+    return pymysql.connect(
+        host=d.host, port=d.port, user=d.user or None, password=d.password, autocommit=True
+    )
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def store_mysql_dsn(mysql_dsn: str) -> Iterator[str]:
+    """A database of this module's own on the session's MySQL-protocol server."""
+    database = f"sm_store_{uuid.uuid4().hex[:10]}"
+    conn = _admin_connection(mysql_dsn)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+    try:
+        yield _with_database(mysql_dsn, database)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+@pytest.fixture(scope="session", params=["chdb", "mysql"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    dsn = "chdb://" if request.param == "chdb" else request.getfixturevalue("store_mysql_dsn")
+    s = open_store(dsn)
+    await s.create_tables()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def client_id() -> str:
+    # unicode on purpose; unique per test so tests share tables safely
+    return f"клиент-{uuid.uuid4().hex[:10]}"
+
+
+# --- sample data -------------------------------------------------------------------------------
+
+DATES = [
+    dt.date(1900, 1, 1),
+    dt.date(1969, 12, 31),
+    dt.date(1970, 1, 1),
+    dt.date(2024, 2, 29),
+    dt.date(2299, 12, 31),
+]
+FLOATS = [
+    0.1,
+    1 / 3,
+    -2.5e-300,
+    1.7976931348623157e308,
+    123456789.123456789,
+    float(2**53 + 2),
+    -7.0,
+    None,
+]
+IDS = [
+    "p1",
+    "продукт-ё",
+    "商品😀",
+    "O'Reilly \"quoted\"",
+    "back\\slash\\",
+    "nul\x00byte ctrl\x1a\n\r\ttab",
+    "'); DROP TABLE features; --",
+    "100% %s %(x)s {client}",
+    " padded ",
+    "Case",
+    "case",
+]
+
+
+def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
+    """A frame for `table` with awkward but valid values, already in the table's dtypes."""
+    spec = table_spec(table)
+    cols: dict[str, list[object]] = {}
+    for i, (name, dtype) in enumerate(spec.schema.items()):
+        if name == "client_id":
+            cols[name] = [client_id] * n
+        elif dtype == pl.String:
+            # distinct per row for key columns; shifted per column so rows stay unique
+            cols[name] = [IDS[(r + i) % len(IDS)] + ("" if r < len(IDS) else str(r)) for r in range(n)]
+        elif dtype == pl.Date:
+            cols[name] = [DATES[r % len(DATES)] for r in range(n)]
+        elif dtype == pl.Float64:
+            cols[name] = [FLOATS[(r + i) % len(FLOATS)] for r in range(n)]
+        elif dtype == pl.Boolean:
+            cols[name] = [(True, False, None)[r % 3] for r in range(n)]
+        elif dtype == pl.Int32:
+            cols[name] = [(1, 2, 2147483647, -2147483648, None)[r % 5] for r in range(n)]
+    frame = pl.DataFrame(cols, schema=spec.schema)
+    assert frame.select(spec.key).n_unique() == n, "sample keys must be unique"
+    return frame
+
+
+def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
+    """n feature rows: 997 products x n/997 days of one feature."""
+    idx = pl.int_range(n, eager=True)
+    return pl.DataFrame({"i": idx}).select(
+        pl.lit(client_id, pl.String).alias("client_id"),
+        (pl.col("i") % 997).cast(pl.String).str.pad_start(6, "0").alias("product_id"),
+        (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997)).cast(pl.Date).alias("date"),
+        pl.lit("ema_7", pl.String).alias("feature"),
+        ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("value"),
+    )
+
+
+def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame, table: str) -> None:
+    spec = table_spec(table)
+    assert got.schema == spec.schema
+    assert_frame_equal(got.sort(spec.key), want.sort(spec.key), check_exact=True)
+
+
+# --- contract ----------------------------------------------------------------------------------
+
+
+async def test_create_tables_is_idempotent_and_reads_are_typed_when_empty(
+    store: Store, client_id: str
+) -> None:
+    await store.create_tables()
+    await store.create_tables()
+    for table, spec in TABLES.items():
+        frame = await store.read(table, client_id)
+        assert frame.height == 0
+        assert frame.schema == spec.schema, table
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+async def test_round_trip_every_table(store: Store, client_id: str, table: str) -> None:
+    frame = sample(table, client_id)
+    assert await store.replace(table, client_id, frame) == frame.height
+    assert_same_rows(await store.read(table, client_id), frame, table)
+
+
+async def test_replace_twice_second_wins_and_redelivery_changes_nothing(
+    store: Store, client_id: str
+) -> None:
+    first = features_frame(client_id, 300)
+    second = features_frame(client_id, 120, seed=1)  # fewer keys, other values
+    await store.replace("features", client_id, first)
+    await store.replace("features", client_id, second)
+    assert_same_rows(await store.read("features", client_id), second, "features")
+    # the same event delivered again: same rows, no duplicates
+    await store.replace("features", client_id, second)
+    assert_same_rows(await store.read("features", client_id), second, "features")
+
+
+async def test_replace_with_empty_frame_clears_the_client(store: Store, client_id: str) -> None:
+    await store.replace("bom", client_id, sample("bom", client_id))
+    empty = pl.DataFrame(schema=table_spec("bom").schema)
+    assert await store.replace("bom", client_id, empty) == 0
+    assert (await store.read("bom", client_id)).height == 0
+
+
+async def test_clients_are_isolated(store: Store, client_id: str) -> None:
+    other = client_id + "-other"
+    mine, theirs = sample("products", client_id), sample("products", other)
+    await store.replace("products", client_id, mine)
+    await store.replace("products", other, theirs)
+    await store.replace("products", client_id, mine.head(2))
+    assert_same_rows(await store.read("products", other), theirs, "products")
+    assert_same_rows(await store.read("products", client_id), mine.head(2), "products")
+
+
+async def test_nasty_client_id(store: Store) -> None:
+    client_id = f"x'); DELETE FROM features; -- \\ \x00 😀 {uuid.uuid4().hex[:6]}"
+    frame = sample("stock", client_id)
+    await store.replace("stock", client_id, frame)
+    assert_same_rows(await store.read("stock", client_id), frame, "stock")
+
+
+async def test_50k_rows_round_trip(store: Store, client_id: str) -> None:
+    frame = features_frame(client_id, 50_000)
+    assert await store.replace("features", client_id, frame) == 50_000
+    assert_same_rows(await store.read("features", client_id), frame, "features")
+
+
+async def test_frames_are_conformed(store: Store, client_id: str) -> None:
+    # no client_id column, columns in another order, ints for floats
+    bom = pl.DataFrame({"qty_per": [2, 3], "child_id": ["b", "c"], "parent_id": ["a", "a"]})
+    await store.replace("bom", client_id, bom)
+    want = pl.DataFrame(
+        {"client_id": [client_id] * 2, "parent_id": ["a", "a"], "child_id": ["b", "c"],
+         "qty_per": [2.0, 3.0]},
+        schema=table_spec("bom").schema,
+    )
+    assert_same_rows(await store.read("bom", client_id), want, "bom")
+    # NaN is stored as null (MySQL and StarRocks have no NaN)
+    stock = pl.DataFrame(
+        {"product_id": ["a", "b"], "date": [dt.date(2024, 1, 1)] * 2, "on_hand": [float("nan"), 1.5]}
+    )
+    await store.replace("stock", client_id, stock)
+    got = await store.read("stock", client_id)
+    assert got.sort("product_id").get_column("on_hand").to_list() == [None, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda c: sample("features", c).with_columns(value=pl.lit(math.inf)), "infinite"),
+        (lambda c: pl.concat([sample("features", c).head(2)] * 2), "share a key"),
+        (lambda c: sample("features", c).drop("value"), "missing"),
+        (lambda c: sample("features", c).with_columns(extra=pl.lit(1)), "unexpected"),
+        (lambda c: sample("features", c).with_columns(date=pl.lit("not a date")), "cast"),
+        (lambda c: sample("features", c).with_columns(client_id=pl.lit("someone-else")), "another"),
+        (lambda c: sample("features", c).with_columns(feature=pl.lit(None, pl.String)), "null"),
+    ],
+    ids=["inf", "duplicate-key", "missing-column", "extra-column", "bad-value", "foreign-rows",
+         "null-key"],
+)
+async def test_bad_frames_are_fatal_and_change_nothing(
+    store: Store, client_id: str, make, message: str
+) -> None:
+    before = sample("features", client_id)
+    await store.replace("features", client_id, before)
+    with pytest.raises(FatalError, match=message):
+        await store.replace("features", client_id, make(client_id))
+    assert_same_rows(await store.read("features", client_id), before, "features")
+
+
+async def test_unknown_table_and_bad_client_id_are_value_errors(store: Store) -> None:
+    for table in ("nope", "features; DROP TABLE sales", "FEATURES", ""):
+        with pytest.raises(ValueError, match="unknown store table"):
+            await store.read(table, "c")
+        with pytest.raises(ValueError, match="unknown store table"):
+            await store.replace(table, "c", pl.DataFrame())
+    with pytest.raises(ValueError, match="client_id"):
+        await store.read("features", "")
+
+
+async def test_concurrent_calls(store: Store) -> None:
+    clients = [f"conc-{uuid.uuid4().hex[:8]}-{i}" for i in range(10)]
+    frames = [features_frame(c, 500 + 100 * i, seed=i) for i, c in enumerate(clients)]
+    await asyncio.gather(*(store.replace("features", c, f) for c, f in zip(clients, frames, strict=True)))
+    got = await asyncio.gather(*(store.read("features", c) for c in clients))
+    for frame, want in zip(got, frames, strict=True):
+        assert_same_rows(frame, want, "features")
+
+
+async def test_io_does_not_block_the_event_loop(store: Store, client_id: str) -> None:
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    start = ticks
+    await store.replace("features", client_id, features_frame(client_id, 20_000))
+    await store.read("features", client_id)
+    done.set()
+    await task
+    assert ticks - start > 2, "the loop did not run while the store worked"
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# --- backend specifics -------------------------------------------------------------------------
+
+
+async def test_chdb_runs_on_one_dedicated_thread() -> None:
+    from store.clickhouse import CHDB_EXECUTOR
+
+    s = open_store("chdb://")
+    assert s.name == "chdb"
+    names: set[str] = set()
+
+    def probe(_client: object) -> None:
+        names.add(threading.current_thread().name)
+
+    for _ in range(5):
+        await s._run("probe", probe)  # type: ignore[attr-defined]
+    await s.close()
+    assert CHDB_EXECUTOR._max_workers == 1
+    assert len(names) == 1 and next(iter(names)).startswith("chdb")
+    assert threading.current_thread().name not in names
+
+
+def test_chdb_persistent_directory_and_one_engine_per_process(tmp_path: Path) -> None:
+    """chdb://./relative and chdb:///absolute persist across processes; a second location in one
+    process is a FatalError. (Subprocesses: this process already hosts the in-memory engine.)"""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import polars as pl
+        from app.errors import FatalError
+        from store import open_store
+
+        async def main(mode, dsn):
+            if mode == "write":
+                mem = open_store("chdb://")
+                await mem.ping()
+                try:
+                    await open_store(dsn).ping()
+                    print("second location opened")
+                except FatalError as exc:
+                    print("fatal:", "one engine location per process" in str(exc))
+                await mem.close()
+                s = open_store(dsn)
+                await s.create_tables()
+                await s.replace("bom", "c", pl.DataFrame(
+                    {"parent_id": ["a"], "child_id": ["b"], "qty_per": [2.5]}))
+            else:
+                s = open_store(dsn)
+                print("rows:", (await s.read("bom", "c")).rows())
+            await s.close()
+
+        asyncio.run(main(sys.argv[1], sys.argv[2]))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    relative = os.path.relpath(tmp_path / "rel", Path.cwd())
+    for dsn in (f"chdb://./{relative}", f"chdb://{tmp_path / 'abs'}"):
+        out = []
+        for mode in ("write", "read"):
+            proc = subprocess.run(
+                [sys.executable, "-c", script, mode, dsn],
+                capture_output=True, text=True, timeout=120, env=env, cwd=Path.cwd(),
+            )
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            out.append(proc.stdout)
+        assert "fatal: True" in out[0], out[0]
+        assert "rows: [('c', 'a', 'b', 2.5)]" in out[1], out[1]
+
+
+@pytest.fixture
+async def mysql_store(store_mysql_dsn: str) -> AsyncIterator[Store]:
+    s = open_store(store_mysql_dsn + "?batch_rows=3&pool_size=2")
+    await s.create_tables()
+    yield s
+    await s.close()
+
+
+async def test_mysql_replace_is_one_transaction(mysql_store: Store, client_id: str) -> None:
+    before = sample("features", client_id)
+    await mysql_store.replace("features", client_id, before)
+    # valid for polars, rejected by the server in the 3rd INSERT batch (VARCHAR(191) overflow)
+    after = features_frame(client_id, 9).with_columns(
+        product_id=pl.when(pl.int_range(9) == 8).then(pl.lit("x" * 300)).otherwise("product_id")
+    )
+    with pytest.raises(FatalError, match="mysql store at .*replace features"):
+        await mysql_store.replace("features", client_id, after)
+    assert_same_rows(await mysql_store.read("features", client_id), before, "features")
+
+
+async def test_mysql_reconnects_when_pooled_connections_die(
+    mysql_store: Store, store_mysql_dsn: str, client_id: str
+) -> None:
+    frame = sample("products", client_id)
+    await asyncio.gather(  # two connections in the pool
+        mysql_store.replace("products", client_id, frame),
+        mysql_store.replace("products", client_id + "-2", sample("products", client_id + "-2")),
+    )
+    idle = list(mysql_store._idle)  # type: ignore[attr-defined]
+    assert idle
+    admin = _admin_connection(store_mysql_dsn)
+    with admin.cursor() as cur:
+        for conn in idle:
+            cur.execute(f"KILL {conn.thread_id()}")
+    admin.close()
+    assert_same_rows(await mysql_store.read("products", client_id), frame, "products")
+
+
+async def test_mysql_no_backslash_escapes_mode(store_mysql_dsn: str, client_id: str) -> None:
+    """The other escaping rule: with NO_BACKSLASH_ESCAPES only quotes are doubled."""
+    s = open_store(store_mysql_dsn)
+    await s.create_tables()
+    frame = sample("bom", client_id, n=11)
+    conn = pymysql.connect(**_connect_args(store_mysql_dsn))
+    with conn.cursor() as cur:
+        cur.execute(
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_BACKSLASH_ESCAPES')"
+        )
+        cur.execute("SELECT 1")
+        from pymysql.constants import SERVER_STATUS
+
+        assert conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        for sql in insert_statements(table_spec("bom"), frame, None, backslash=False):
+            cur.execute(sql)
+    conn.close()
+    assert_same_rows(await s.read("bom", client_id), frame, "bom")
+    await s.close()
+
+
+def _connect_args(dsn: str) -> dict[str, object]:
+    d = parse_dsn(dsn)
+    return {"host": d.host, "port": d.port, "user": d.user or None, "password": d.password,
+            "database": d.database, "charset": "utf8mb4", "autocommit": True}
+
+
+async def test_starrocks_flavour_dml_runs_on_a_mysql_server(
+    mysql_store: Store, store_mysql_dsn: str, client_id: str
+) -> None:
+    """starrocks:// changes only the DDL and drops the transaction; its DML is plain MySQL."""
+    d = parse_dsn(store_mysql_dsn)
+    auth = f"{d.user}:{d.password}@" if d.password else f"{d.user}@"
+    s = open_store(f"starrocks://{auth}{d.host}:{d.port}/{d.database}?batch_rows=4")
+    assert s.name == "starrocks"
+    first, second = sample("features", client_id, 9), sample("features", client_id, 5)
+    await s.replace("features", client_id, first)
+    await s.replace("features", client_id, second)
+    assert_same_rows(await s.read("features", client_id), second, "features")
+    await s.close()
+
+
+def test_insert_statements_batches_by_rows_and_bytes() -> None:
+    spec = table_spec("features")
+    rows = conform(spec, "c", features_frame("c", 100))
+    by_rows = list(insert_statements(spec, rows, None, batch_rows=7))
+    assert len(by_rows) == 15
+    assert all(s.startswith("INSERT INTO `features` (") for s in by_rows)
+    assert sum(s.count("),(") + 1 for s in by_rows) == 100
+    by_bytes = list(insert_statements(spec, rows, None, batch_rows=10_000, batch_bytes=1000))
+    assert len(by_bytes) > 5
+    assert all(len(s.encode()) <= 1000 for s in by_bytes)
+    assert sum(s.count("),(") + 1 for s in by_bytes) == 100
+    assert list(insert_statements(spec, rows.head(0), None)) == []
+
+
+# --- failures: store down, bad DSNs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "starrocks", "clickhouse"])
+async def test_store_down_is_retryable_and_names_backend_and_host(scheme: str) -> None:
+    port = free_port()  # nothing listens there
+    s = open_store(f"{scheme}://user:{SECRET}@127.0.0.1:{port}/db?connect_timeout=2")
+    calls = [
+        s.ping(),
+        s.create_tables(),
+        s.read("features", "c"),
+        s.replace("features", "c", features_frame("c", 3)),
+    ]
+    for call in calls:
+        with pytest.raises(RetryableError) as info:
+            await call
+        message = str(info.value)
+        assert scheme in message and f"127.0.0.1:{port}" in message, message
+        assert SECRET not in message and SECRET not in repr(info.value)
+        assert info.value.__cause__ is None  # driver exceptions are not chained
+    assert SECRET not in repr(s)
+    await s.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "fragment"),
+    [
+        (f"postgres://user:{SECRET}@host/db", "scheme 'postgres'"),
+        (f"redis://:{SECRET}@host:6379/0", "scheme 'redis'"),
+        (f"user:{SECRET}@host", "scheme"),
+        (f"mysql://user:{SECRET}@host:99999/db", "port"),
+        (f"mysql://user:{SECRET}@host:abc/db", "port"),
+        (f"mysql://user:{SECRET}@host:0/db", "port"),
+        (f"mysql://user:{SECRET}@host:3306", "database"),
+        (f"mysql://user:{SECRET}@:3306/db", "host"),
+        (f"mysql://user:{SECRET}@host/db?pool=3", "unknown option"),
+        (f"mysql://user:{SECRET}@host/db?pool_size=many", "not a number"),
+        (f"starrocks://user:{SECRET}@host/db?batch_rows=0", "positive"),
+        (f"clickhouse://user:{SECRET}@host:8123/bad-db", "database"),
+        (f"chdb://user:{SECRET}@somewhere", "chdb"),
+        ("", "scheme"),
+    ],
+)
+def test_bad_dsn_is_value_error_without_password(dsn: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        open_store(dsn)
+    message = str(info.value)
+    assert fragment in message, message
+    assert SECRET not in message
+    if "://" in dsn and "@" in dsn:
+        assert "***" in message, message
+
+
+def test_dsn_parsing() -> None:
+    assert parse_dsn("chdb://").path == ""
+    assert parse_dsn("chdb://").database == "secretmagic"
+    assert parse_dsn("chdb:///var/lib/sm").path == "/var/lib/sm"
+    assert parse_dsn("chdb://./data/chdb").path == "./data/chdb"
+    assert parse_dsn("chdb://./data?database=other").database == "other"
+    my = parse_dsn("mysql://u:p%40ss%2Fw@db.local/analytics")
+    assert (my.host, my.port, my.user, my.password, my.database) == (
+        "db.local", 3306, "u", "p@ss/w", "analytics")
+    assert SECRET not in repr(parse_dsn(f"mysql://u:{SECRET}@h/db"))
+    assert parse_dsn("starrocks://u@fe:9030/sm").port == 9030
+    assert parse_dsn("starrocks://u@fe/sm").port == 9030
+    assert parse_dsn("clickhouse://h").database == "default"
+    assert parse_dsn("clickhouses://h").port == 8443
+    assert mask_dsn(f"mysql://u:{SECRET}@h/db") == "mysql://u:***@h/db"
+    assert mask_dsn(f"mysql://u:{SECRET}@x@h/db") == "mysql://u:***@h/db"
+    assert mask_dsn("chdb://./x") == "chdb://./x"
+
+
+def test_open_store_dispatches_by_scheme() -> None:
+    names = {
+        "chdb://": "chdb",
+        "clickhouse://u:p@h:8123/db": "clickhouse",
+        "mysql://u:p@h/db": "mysql",
+        "starrocks://u:p@h/db": "starrocks",
+    }
+    for dsn, name in names.items():
+        s = open_store(dsn)  # no I/O until the first call
+        assert isinstance(s, Store)
+        assert s.name == name
+
+
+# --- DDL files ---------------------------------------------------------------------------------
+
+
+def _key_of(statement: str, clause: str) -> tuple[str, ...]:
+    match = re.search(clause + r"\s*\(([^)]*)\)", statement)
+    assert match, statement
+    return tuple(c.strip().strip("`") for c in match.group(1).split(","))
+
+
+@pytest.mark.parametrize(
+    ("dialect", "clause"),
+    [("mysql", r"PRIMARY KEY"), ("starrocks", r"PRIMARY KEY"), ("clickhouse", r"ORDER BY")],
+)
+def test_ddl_files_match_the_table_specs(dialect: str, clause: str) -> None:
+    statements = load_ddl(dialect)
+    assert len(statements) == len(TABLES)
+    for statement in statements:
+        table = re.search(r"CREATE TABLE IF NOT EXISTS `(\w+)`", statement)
+        assert table, statement
+        spec = TABLES[table.group(1)]
+        assert _key_of(statement, clause) == spec.key
+        for column in [*spec.columns, *([spec.stamp] if spec.stamp else [])]:
+            assert f"`{column}`" in statement, (dialect, spec.name, column)
+        if dialect == "starrocks":
+            assert "DISTRIBUTED BY HASH (`client_id`)" in statement
+            assert "ENGINE" not in statement
