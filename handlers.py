@@ -36,19 +36,22 @@ def on(stream: str, event_type: str) -> Callable[[Callable[..., Any]], Any]:
 @on("sales-updates", "sales_updated")
 @router.publisher(stream="features-updates", title="features_updated")
 async def sales_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
-    return await features.refresh(store, event.client_id, config.current.features)
+    done = await features.refresh(store, event.client_id, config.current.features)
+    return event.reply("features_updated", done)
 
 
 @on("stock-updates", "stock_updated")
 @router.publisher(stream="features-updates", title="features_updated")
 async def stock_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
-    return await features.refresh(store, event.client_id, config.current.features)
+    done = await features.refresh(store, event.client_id, config.current.features)
+    return event.reply("features_updated", done)
 
 
 @on("bom-updates", "bom_updated")
 @router.publisher(stream="bom-exploded", title="bom_exploded")
 async def bom_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
-    return await bom.refresh(store, event.client_id, config.current.bom.max_depth)
+    done = await bom.refresh(store, event.client_id, config.current.bom.max_depth)
+    return event.reply("bom_exploded", done)
 
 
 @on("products-updates", "products_updated")

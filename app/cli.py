@@ -6,9 +6,11 @@
     secretmagic pending STREAM [GROUP]         XPENDING (summary and entries)
     secretmagic tail STREAM [-n N] [--follow]  XREVRANGE STREAM + - COUNT N, then XREAD BLOCK
     secretmagic dlq list|show|replay|purge     the dead-letter streams (<group>:dlq)
+    secretmagic logs [--errors]                the seed's two SQL queries on the log table
 
 Tables for people, `--json` for scripts (tail --json prints one JSON object per line). The Redis
-is the app's own: MESSENGER_HOST/PORT/PASSWORD/DB, the password possibly a /run/secrets path.
+is the app's own: MESSENGER_HOST/PORT/PASSWORD/DB, the password possibly a /run/secrets path;
+`logs` reads LOGS_DSN/LOGS_SCHEMA and needs no messenger.
 Errors are one line on stderr; exit code 1 for a failed request (no such stream, Redis
 unreachable), 2 for a configuration or usage error (environment, authentication, arguments).
 `python -m app ...` is the same program.
@@ -24,6 +26,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import IO, Any, NoReturn
+from urllib.parse import urlsplit
 
 import redis
 
@@ -59,16 +62,21 @@ class Context:
     def __init__(self, out: IO[str], err: IO[str], stdin: IO[str]) -> None:
         self.out, self.err, self.stdin = out, err, stdin
         self.endpoint = "the messenger's Redis"
-        self.secret: str | None = None
+        self.secrets: list[str] = []  # never printed: removed from any error line
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def settings(self) -> Any:
+        """settings.Settings from the environment (a SettingsError is a one-line CliError)."""
         from settings import SettingsError, load_settings
 
         try:
-            settings = load_settings()
+            return load_settings()
         except SettingsError as exc:
             raise CliError(str(exc), EXIT_CONFIG) from None
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        settings = self.settings
         if settings.messenger is None:
             raise CliError(
                 "the messenger is not configured: MESSENGER_HOST is unset (set MESSENGER_HOST, "
@@ -77,7 +85,8 @@ class Context:
             )
         messenger = settings.messenger
         self.endpoint = f"{messenger.host}:{messenger.port}"
-        self.secret = messenger.password.get_secret_value() if messenger.password else None
+        if messenger.password:
+            self.secrets.append(messenger.password.get_secret_value())
         return monitor.connect(messenger)
 
     def print(self, line: str = "") -> None:
@@ -317,6 +326,10 @@ def cmd_dlq_list(args: argparse.Namespace, ctx: Context) -> int:
                 ],
             )
         )
+        total = (monitor.dlq_length(ctx.redis, args.group) if args.group
+                 else sum(monitor.dlq_summary(ctx.redis).values()))
+        if len(found) < total:
+            ctx.print(f"(newest {len(found)} of {total}; --count N for more)")
     return 0
 
 
@@ -384,6 +397,53 @@ def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
         ctx.json({"group": args.group, "dlq_stream": key, "purged": purged})
     else:
         ctx.print(f"purged {purged} entries from {key}")
+    return 0
+
+
+# --- command: logs (the seed's two SQL queries) --------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(value: str) -> float:
+    """`10m`, `90s`, `2h`, `1d` or plain seconds (an argparse type)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 90s, 10m, 2h, 1d)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
+    settings = ctx.settings
+    if settings.logs_dsn is None:
+        raise CliError(
+            "the log table is not configured: LOGS_DSN is unset (postgresql://...)", EXIT_CONFIG
+        )
+    dsn = settings.logs_dsn.get_secret_value()
+    ctx.secrets += [s for s in (urlsplit(dsn).password,) if s]
+    since = args.since if args.since is not None else (None if args.errors else 600.0)
+    limit = args.limit or (20 if args.errors else 100)
+    category = None if args.category == "all" else args.category
+    rows = monitor.logs(dsn, settings.logs_schema, category=category, errors_only=args.errors,
+                        since_s=since, limit=limit)
+    if args.json:
+        ctx.json([row.as_dict() for row in rows])
+    elif not rows:
+        what = "errors" if args.errors else "log records"
+        window = f" in the last {duration(int(since * 1000))}" if since is not None else ""
+        ctx.print(f"no {what} (category {category or 'any'}){window}")
+    else:
+        ctx.print(
+            table(
+                ["TIME", "LEVEL", "CATEGORY", "MESSAGE", "ERROR", "CONTEXT"],
+                [
+                    (row.timestamp, row.level, row.category, row.message, row.error,
+                     json.dumps(row.context, ensure_ascii=False, separators=(",", ":"))
+                     if row.context else None)
+                    for row in rows
+                ],
+            )
+        )
     return 0
 
 
@@ -461,6 +521,22 @@ def register_dlq(sub: Subparsers) -> None:
     p.set_defaults(handler=cmd_dlq_purge)
 
 
+def register_logs(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "logs",
+        help="the PostgreSQL log table: recent messenger records (--errors: the last errors)",
+        description="The seed's two SQL queries on <LOGS_SCHEMA>.logs (LOGS_DSN): by default "
+        "category 'messenger' in the last 10 minutes; --errors: level 'error', the last 20.",
+    )
+    p.add_argument("--errors", action="store_true", help="only level 'error' (default: last 20)")
+    p.add_argument("--since", type=seconds, help="window: 90s, 10m, 2h, 1d (default 10m; "
+                   "none with --errors)")
+    p.add_argument("--category", default="messenger", help="category, or 'all' (default messenger)")
+    p.add_argument("--limit", type=int, help="rows (default 100; 20 with --errors)")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_logs)
+
+
 # The subcommands. Each function adds one subparser and sets `handler` (a Handler: it returns the
 # exit code and raises CliError/monitor.MonitorError for a one-line error). A handler that never
 # touches `ctx.redis` needs no messenger, so a command that works with MESSENGER_* unset fits too.
@@ -472,6 +548,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_pending,
     register_tail,
     register_dlq,
+    register_logs,
 ]
 
 
@@ -495,6 +572,8 @@ _CONNECT_PREFIX = re.compile(r"^Error \S+ (connecting to|while reading from) \S+
 def _describe(exc: BaseException, ctx: Context) -> tuple[str, int]:
     if isinstance(exc, CliError):
         return str(exc), exc.code
+    if isinstance(exc, monitor.LogsAuthFailed):
+        return str(exc), EXIT_CONFIG
     if isinstance(exc, monitor.MonitorError):
         return str(exc), EXIT_FAILED
     if isinstance(exc, redis.AuthenticationError | redis.AuthenticationWrongNumberOfArgsError):
@@ -539,8 +618,8 @@ def main(
         return EXIT_FAILED  # `secretmagic tail x | head`: the reader went away
     except Exception as exc:
         message, code = _describe(exc, ctx)
-        if ctx.secret:
-            message = message.replace(ctx.secret, "***")
+        for secret in ctx.secrets:
+            message = message.replace(secret, "***")
         err.write(f"{PROG}: {message}\n")
         err.flush()
         return code

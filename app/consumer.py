@@ -111,6 +111,8 @@ class StreamConsumer:
         self.inflight: set[tuple[str, str]] = set()
         self.redis_ok: bool | None = None
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._work: dict[str, set[asyncio.Task[None]]] = {}  # handler runs per stream
+        self._slots: dict[str, _Slots] = {}
         self._claimer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._groups_ready: set[str] = set()
@@ -137,15 +139,19 @@ class StreamConsumer:
     async def stop(self, timeout: float) -> None:
         """Stop reading; give in-flight handlers `timeout` s; cancel the rest (stays pending)."""
         self._stopping.set()
-        tasks = [*self._readers.values(), *([self._claimer] if self._claimer else [])]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("stop timeout: %d loop(s) cancelled; their entries stay pending",
-                            len(pending), extra=self._ctx())
-                await asyncio.gather(*pending, return_exceptions=True)
+        deadline = time.monotonic() + timeout
+        loops = [*self._readers.values(), *([self._claimer] if self._claimer else [])]
+        if loops:  # they return within one block_ms / claim interval
+            await asyncio.wait(loops, timeout=timeout)
+        work = {t for tasks in self._work.values() for t in tasks}
+        if work:
+            _, unfinished = await asyncio.wait(work, timeout=max(deadline - time.monotonic(), 0))
+            if unfinished:
+                log.warning("stop timeout: %d handler run(s) cancelled; their entries stay "
+                            "pending for another instance", len(unfinished), extra=self._ctx())
+        for task in [*loops, *work]:
+            task.cancel()
+        await asyncio.gather(*loops, *work, return_exceptions=True)
         self._readers.clear()
         self._claimer = None
 
@@ -166,13 +172,17 @@ class StreamConsumer:
             # Create the group now when Redis answers, so entries added after start() are seen
             # even with group_start_id "$"; the loop retries it otherwise.
             await self._redis(stream, self.client.ping)
+            self._work.setdefault(stream, set())
+            self._slots.setdefault(stream, _Slots(lambda: self.policy.concurrency))
             self._readers[stream] = asyncio.create_task(self._read_loop(stream),
                                                         name=f"read:{stream}")
         for stream in sorted(self._readers.keys() - wanted):
             log.info("no longer consuming %s; in-flight entries finish first", stream,
                      extra=self._ctx(stream=stream))
             task = self._readers.pop(stream)
-            await asyncio.wait([task])  # the loop sees it was removed and returns after its batch
+            await asyncio.wait([task])  # the loop sees it was removed and returns
+            if self._work[stream]:
+                await asyncio.wait(self._work[stream])
         if self._readers and self._claimer is None:
             self._claimer = asyncio.create_task(self._claim_loop(), name="claim")
         elif not self._readers and self._claimer is not None:
@@ -185,8 +195,12 @@ class StreamConsumer:
     # --- the two loops ---------------------------------------------------------------------------
 
     async def _read_loop(self, stream: str) -> None:
+        work = self._work[stream]
         while self._active(stream):
             policy = self.policy
+            if len(work) >= policy.concurrency:  # enough queued: read more when one finishes
+                await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
+                continue
             reply = await self._redis(
                 stream,
                 lambda: self.client.xreadgroup(self.group, self.consumer, {stream: ">"},
@@ -196,12 +210,12 @@ class StreamConsumer:
                 continue
             for _, entries in reply:
                 batch = [Delivery(stream, _text(eid), fields, 1) for eid, fields in entries]
-                await self._handle(stream, batch)
+                # An outage while acking leaves entries pending: they are claimed again later.
+                await self._redis(stream, lambda b=batch: self._handle(stream, b))  # type: ignore[misc]
 
     async def _claim_loop(self) -> None:
         while self._readers and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.policy.claim_interval_ms / 1e3)
+            await self._pause(self.policy.claim_interval_ms / 1e3)
             for stream in list(self._readers):
                 if self._active(stream):
                     await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
@@ -279,8 +293,12 @@ class StreamConsumer:
             raise
         except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
             self._outage(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            await self._pause(1.0)
+            return None
+        except Exception:
+            # A bug must not end the loop (the entries stay pending and are retried).
+            log.exception("consumer error on %s", stream, extra=self._ctx(stream=stream))
+            await self._pause(1.0)
             return None
         else:
             if self.redis_ok is not True:
@@ -291,6 +309,10 @@ class StreamConsumer:
                 self.redis_ok = True
             return result
         return None
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _outage(self, exc: BaseException) -> None:
         if self.redis_ok is not False:
@@ -317,15 +339,24 @@ class StreamConsumer:
     # --- the policy ------------------------------------------------------------------------------
 
     async def _handle(self, stream: str, batch: list[Delivery]) -> None:
-        # The whole batch is ours from now on: the claim loop must not retry what is queued here.
+        """Settle what can be settled now (DLQ, duplicates); start a handler run for the rest.
+
+        From here until its run ends an entry is in `inflight`: the claim loop never retries
+        what this instance holds, however long it waits for a slot or runs.
+        """
         keys = {(stream, d.entry_id) for d in batch}
         self.inflight |= keys
         try:
-            await self._handle_batch(stream, batch)
+            runs = await self._settle(stream, batch)
         finally:
             self.inflight -= keys
+        for d in runs:
+            self.inflight.update((x.stream, x.entry_id) for x in d.all)
+            task = asyncio.create_task(self._run(d), name=f"handle:{stream}:{d.entry_id}")
+            self._work[stream].add(task)
+            task.add_done_callback(self._work[stream].discard)
 
-    async def _handle_batch(self, stream: str, batch: list[Delivery]) -> None:
+    async def _settle(self, stream: str, batch: list[Delivery]) -> list[Delivery]:
         policy = self.policy
         good: list[Delivery] = []
         for d in batch:
@@ -344,15 +375,14 @@ class StreamConsumer:
                 continue
             good.append(d)
         good = await self._skip_duplicates(good)
-        if policy.coalesce:
-            good = _coalesce(good)
-        semaphore = asyncio.Semaphore(policy.concurrency)
+        return _coalesce(good) if policy.coalesce else good
 
-        async def bounded(d: Delivery) -> None:
-            async with semaphore:
-                await self._dispatch(d)
-
-        await asyncio.gather(*(bounded(d) for d in good))
+    async def _run(self, d: Delivery) -> None:
+        try:
+            async with self._slots[d.stream]:
+                await self._redis(d.stream, lambda: self._dispatch(d))
+        finally:
+            self.inflight.difference_update((x.stream, x.entry_id) for x in d.all)
 
     async def _dispatch(self, d: Delivery) -> None:
         started = time.perf_counter()
@@ -449,6 +479,25 @@ class StreamConsumer:
         error = context.pop("error", None)
         return {"category": "messenger", "error": error,
                 "context": {"group": self.group, "consumer": self.consumer, **context}}
+
+
+class _Slots:
+    """At most `limit()` handler runs at once; the limit is read live (hot reload)."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
+        self.running = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.running < self.limit())
+            self.running += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._changed:
+            self.running -= 1
+            self._changed.notify_all()
 
 
 def _coalesce(batch: list[Delivery]) -> list[Delivery]:

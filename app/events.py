@@ -50,6 +50,11 @@ class Event(BaseModel):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+    def reply(self, event_type: str, data: BaseModel) -> Event:
+        """The event this one leads to, for the same client (e.g. features_updated)."""
+        return Event(event_type=event_type, client_id=self.client_id, data=data.model_dump())
+
+
 class IncomingData(BaseModel):
     """`data` of sales_updated / stock_updated / bom_updated / products_updated."""
 

@@ -115,6 +115,7 @@ class StreamCollector(Collector):
         self.client = client
         self.outbox_stats = outbox_stats
         self.lag_cap = lag_cap
+        self._was_up = True  # log once per outage, not once per scrape
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families().values())  # names only: no Redis at registration
@@ -173,7 +174,11 @@ class StreamCollector(Collector):
                     f["consumers"].add_metric([info.name, g.name], g.consumers)
         except redis.RedisError as exc:
             up = 0
-            log.debug("metrics scrape could not read Redis: %s", exc)
+            if self._was_up:
+                log.warning("metrics: cannot read Redis for the stream gauges: %s", exc)
+        if up and not self._was_up:
+            log.info("metrics: Redis readable again")
+        self._was_up = bool(up)
         f["up"].add_metric([], up)
         if self.outbox_stats is not None:
             try:

@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -59,7 +61,18 @@ T = TypeVar("T")
 # Encoders only: without decoders pymysql hands every value over as text; polars parses columns.
 _CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
-_STRICT = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
+# MariaDB/MySQL sessions (StarRocks has its own rules and keeps its defaults):
+# - strict mode: an over-long id or a bad value is an error, never a silent truncation;
+# - READ COMMITTED: `DELETE ... WHERE client_id = ?` then takes no gap locks, so replaces of
+#   different clients running at once do not deadlock each other (they do under REPEATABLE READ).
+_SESSION_SETUP = (
+    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+)
+# A replace transaction that lost a race is run again at once (it is idempotent): a deadlock, or a
+# duplicate key, which after our own DELETE can only come from a concurrent replace of the client.
+_RACE_ERRNOS = frozenset({1213, 1062})
+_RACE_ATTEMPTS = 4
 
 # pymysql's escape table (converters._escape_table), applied by polars to whole columns.
 _ESCAPE_FROM = ["\\", "\x00", "\n", "\r", "\x1a", '"', "'"]
@@ -138,7 +151,7 @@ class MySQLStore:
 
     def _connect(self) -> pymysql.connections.Connection:
         d = self._dsn
-        return pymysql.connect(
+        conn = pymysql.connect(
             host=d.host,
             port=d.port,
             user=d.user or None,
@@ -151,10 +164,16 @@ class MySQLStore:
             read_timeout=self._read_timeout,
             write_timeout=self._write_timeout,
             local_infile=False,
-            # MariaDB/MySQL: strict mode, so an over-long id or a bad value is an error, never a
-            # silent truncation. (StarRocks has its own strictness rules; its sql_mode is left.)
-            init_command=None if self._starrocks else _STRICT,
         )
+        if not self._starrocks:
+            try:
+                with conn.cursor() as cur:
+                    for sql in _SESSION_SETUP:
+                        cur.execute(sql)
+            except BaseException:
+                _force_close(conn)
+                raise
+        return conn
 
     async def _in_thread(
         self, fn: Callable[..., T], conn: pymysql.connections.Connection | None, *args: Any
@@ -218,6 +237,8 @@ class MySQLStore:
             return RetryableError(f"{where} unavailable during {what}: {detail}")
         if isinstance(exc, pl.exceptions.PolarsError):
             return FatalError(f"{where}: {what} returned values that do not parse: {detail}")
+        if errno in _RACE_ERRNOS and what.startswith("replace"):
+            return RetryableError(f"{where}: {what} kept racing a concurrent writer: {detail}")
         if self._starrocks and errno == 1064:
             text = str(exc).lower()
             if any(word in text for word in _STARROCKS_TRANSIENT_WORDS):
@@ -281,25 +302,30 @@ class MySQLStore:
         stamp: dt.datetime,
     ) -> int:
         backslash = not (conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-        statements = insert_statements(
-            spec, rows, stamp, backslash, self.batch_rows, self.batch_bytes
+        statements = list(
+            insert_statements(spec, rows, stamp, backslash, self.batch_rows, self.batch_bytes)
         )
         transactional = not self._starrocks  # see the module doc
-        with conn.cursor() as cur:
-            if transactional:
-                conn.begin()
+        for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
-                cur.execute(f"DELETE FROM `{spec.name}` WHERE `client_id` = %s", (client_id,))
-                for sql in statements:
-                    cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
+                with conn.cursor() as cur:
+                    if transactional:
+                        conn.begin()
+                    cur.execute(f"DELETE FROM `{spec.name}` WHERE `client_id` = %s", (client_id,))
+                    for sql in statements:
+                        cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
+                    if transactional:
+                        conn.commit()
+                return rows.height
+            except pymysql.err.MySQLError as exc:
                 if transactional:
-                    conn.commit()
-            except BaseException:
-                if transactional:
-                    with contextlib.suppress(Exception):  # the caller drops the connection anyway
+                    with contextlib.suppress(Exception):  # a broken connection is dropped anyway
                         conn.rollback()
-                raise
-        return rows.height
+                if _errno(exc) not in _RACE_ERRNOS or attempt == _RACE_ATTEMPTS:
+                    raise
+                log.info("%s store: replace %s lost a race (%s); again", self.name, spec.name, exc)
+                time.sleep(0.02 * attempt * (1 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
         if self._closed:

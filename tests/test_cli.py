@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +251,8 @@ def test_dlq_list_and_show(dlq_group: tuple[str, str, list[str]]) -> None:
     assert table.out.splitlines()[0].split()[:2] == ["DLQ", "ID"]
     assert table.row(ids[1])[:6] == [ids[1], group, orig, "1-0", "ValueError", "2"]
     assert [line.split()[0] for line in table.out.splitlines()[1:]] == ids[::-1]
+    newest = run("dlq", "list", "--group", group, "--count", "1").out.splitlines()
+    assert newest[1].startswith(ids[1]) and newest[2] == "(newest 1 of 2; --count N for more)"
     listed = run("dlq", "list", "--json").json()
     assert {(e["group"], e["dlq_id"]) for e in listed} >= {(group, i) for i in ids}
     assert set(listed[0]) == {"dlq_id", "group", "dlq_stream", "stream", "entry_id",
@@ -414,7 +417,7 @@ def test_usage_errors_and_help() -> None:
     assert no_command.code == 2 and "usage: secretmagic" in no_command.err
     help_text = python_m_app("--help", env=child_env())
     assert help_text.returncode == 0
-    for command in ("streams", "groups", "lag", "pending", "tail", "dlq"):
+    for command in ("streams", "groups", "lag", "pending", "tail", "dlq", "logs"):
         assert command in help_text.stdout
 
 
@@ -422,5 +425,108 @@ def test_commands_are_registered_from_one_list() -> None:
     """The lead adds `recompute` by appending one registration function to cli.COMMANDS."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert list(sub.choices) == ["streams", "groups", "lag", "pending", "tail", "dlq"]
-    assert len(cli.COMMANDS) == 6
+    assert list(sub.choices) == ["streams", "groups", "lag", "pending", "tail", "dlq", "logs"]
+    assert len(cli.COMMANDS) == 7
+
+
+# --- logs: the seed's two SQL queries ------------------------------------------------------------
+
+
+@pytest.fixture
+def log_table(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private schema with the log table (app.logs' DDL) and five records; its name."""
+    import asyncio
+
+    import asyncpg
+
+    schema = f"sm_cli_{uuid.uuid4().hex[:10]}"
+    ddl = (f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.logs (timestamp timestamptz NOT NULL,"
+           " level text NOT NULL, category text NOT NULL, message text NOT NULL, error text,"
+           " context jsonb)")
+    rows = [  # (minutes ago, level, category, message, error, context)
+        (1, "info", "messenger", "event handled", None, '{"stream": "sales-updates"}'),
+        (2, "error", "messenger", "event dead-lettered", "BOM cycle: A -> B -> A",
+         '{"stream": "bom-updates", "client_id": "acme"}'),
+        (3, "error", "config", "config rejected", "bad yaml", None),
+        (30, "info", "messenger", "old event handled", None, "{}"),
+        (40, "error", "messenger", "old failure", "store down", "{}"),
+    ]
+
+    async def run_sql(*statements: str) -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+            if statements[0].startswith("CREATE"):
+                await conn.executemany(
+                    f"INSERT INTO {schema}.logs VALUES (NOW() - make_interval(mins => $1), $2, $3,"
+                    " $4, $5, $6::jsonb)", rows)
+        finally:
+            await conn.close()
+
+    asyncio.run(run_sql(ddl))
+    for name in MESSENGER:
+        monkeypatch.delenv(name, raising=False)  # logs needs no messenger
+    monkeypatch.setenv("LOGS_DSN", pg_dsn)
+    monkeypatch.setenv("LOGS_SCHEMA", schema)
+    yield schema
+    asyncio.run(run_sql(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def test_logs_is_the_seeds_first_query(log_table: str) -> None:
+    recent = run("logs")  # category messenger, the last 10 minutes, newest first
+    assert recent.code == 0, recent.err
+    assert recent.out.splitlines()[0].split() == ["TIME", "LEVEL", "CATEGORY", "MESSAGE",
+                                                  "ERROR", "CONTEXT"]
+    body = recent.out.splitlines()[1:]
+    assert [line.split()[1:3] for line in body] == [["info", "messenger"], ["error", "messenger"]]
+    assert "event handled" in body[0] and '{"stream":"sales-updates"}' in body[0]
+
+    rows = run("logs", "--since", "1h", "--json").json()
+    assert [r["message"] for r in rows] == ["event handled", "event dead-lettered",
+                                            "old event handled", "old failure"]
+    assert set(rows[0]) == {"timestamp", "level", "category", "message", "error", "context"}
+    assert rows[1]["context"] == {"stream": "bom-updates", "client_id": "acme"}
+    assert rows[0]["timestamp"].endswith("Z")
+    assert len(run("logs", "--category", "all", "--json").json()) == 3
+
+
+def test_logs_errors_is_the_seeds_second_query(log_table: str) -> None:
+    errors = run("logs", "--errors", "--json").json()  # messenger errors, any age, last 20
+    assert [(r["message"], r["error"]) for r in errors] == [
+        ("event dead-lettered", "BOM cycle: A -> B -> A"), ("old failure", "store down")
+    ]
+    table = run("logs", "--errors", "--limit", "1")
+    assert len(table.out.splitlines()) == 2 and "BOM cycle: A -> B -> A" in table.out
+    assert run("logs", "--errors", "--category", "nothing").out == (
+        "no errors (category nothing)\n"
+    )
+
+
+def test_logs_errors(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
+    for name in (*MESSENGER, "LOGS_DSN", "LOGS_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    unset = run("logs")
+    assert "the log table is not configured: LOGS_DSN is unset" in one_line_error(unset)
+    assert unset.code == 2
+
+    port = free_port()
+    monkeypatch.setenv("LOGS_DSN", f"postgresql://sm:Pg-Secret-9@127.0.0.1:{port}/x")
+    down = run("logs")
+    assert one_line_error(down).startswith(
+        f"secretmagic: cannot reach PostgreSQL at 127.0.0.1:{port}"
+    )
+    assert down.code == 1 and "Pg-Secret-9" not in down.err
+
+    parsed = urlparse(pg_dsn)
+    monkeypatch.setenv("LOGS_DSN", parsed._replace(
+        netloc=f"no_such_role_x:Pg-Secret-9@{parsed.hostname}:{parsed.port}").geturl())
+    refused = run("logs")
+    assert one_line_error(refused).startswith("secretmagic: authentication failed for PostgreSQL")
+    assert refused.code == 2 and "Pg-Secret-9" not in refused.err
+
+    monkeypatch.setenv("LOGS_DSN", pg_dsn)
+    monkeypatch.setenv("LOGS_SCHEMA", f"sm_none_{uuid.uuid4().hex[:8]}")
+    missing = run("logs")
+    assert "no log table sm_none_" in one_line_error(missing) and missing.code == 1
+    assert "not a duration" in one_line_error(run("logs", "--since", "soon"))

@@ -496,3 +496,16 @@ def test_connect_to_a_closed_port_fails_without_retrying() -> None:
 
     client = monitor.connect(Messenger(), timeout=1)
     assert issubclass(_fails_fast(lambda: monitor.streams(client)), redis.ConnectionError)
+
+
+# --- the log table (full coverage through the CLI's `logs` tests) --------------------------------
+
+
+async def test_fetch_logs_from_async_code(pg_dsn: str) -> None:
+    assert monitor.pg_endpoint("postgresql://u:pw@db.example:6543/x") == "db.example:6543"
+    assert monitor.pg_endpoint("postgresql:///x") == "localhost:5432"
+    schema = f"sm_none_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(monitor.NoLogTable, match=f"no log table {schema}.logs"):
+        await monitor.fetch_logs(pg_dsn, schema)
+    with pytest.raises(monitor.MonitorError, match="invalid log schema name"):
+        await monitor.fetch_logs(pg_dsn, "x; DROP TABLE y")

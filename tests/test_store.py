@@ -123,7 +123,9 @@ def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
             cols[name] = [client_id] * n
         elif dtype == pl.String:
             # distinct per row for key columns; shifted per column so rows stay unique
-            cols[name] = [IDS[(r + i) % len(IDS)] + ("" if r < len(IDS) else str(r)) for r in range(n)]
+            cols[name] = [
+                IDS[(r + i) % len(IDS)] + ("" if r < len(IDS) else str(r)) for r in range(n)
+            ]
         elif dtype == pl.Date:
             cols[name] = [DATES[r % len(DATES)] for r in range(n)]
         elif dtype == pl.Float64:
@@ -143,7 +145,9 @@ def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
     return pl.DataFrame({"i": idx}).select(
         pl.lit(client_id, pl.String).alias("client_id"),
         (pl.col("i") % 997).cast(pl.String).str.pad_start(6, "0").alias("product_id"),
-        (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997)).cast(pl.Date).alias("date"),
+        (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997))
+        .cast(pl.Date)
+        .alias("date"),
         pl.lit("ema_7", pl.String).alias("feature"),
         ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("value"),
     )
@@ -231,7 +235,8 @@ async def test_frames_are_conformed(store: Store, client_id: str) -> None:
     assert_same_rows(await store.read("bom", client_id), want, "bom")
     # NaN is stored as null (MySQL and StarRocks have no NaN)
     stock = pl.DataFrame(
-        {"product_id": ["a", "b"], "date": [dt.date(2024, 1, 1)] * 2, "on_hand": [float("nan"), 1.5]}
+        {"product_id": ["a", "b"], "date": [dt.date(2024, 1, 1)] * 2,
+         "on_hand": [float("nan"), 1.5]}
     )
     await store.replace("stock", client_id, stock)
     got = await store.read("stock", client_id)
@@ -275,7 +280,8 @@ async def test_unknown_table_and_bad_client_id_are_value_errors(store: Store) ->
 async def test_concurrent_calls(store: Store) -> None:
     clients = [f"conc-{uuid.uuid4().hex[:8]}-{i}" for i in range(10)]
     frames = [features_frame(c, 500 + 100 * i, seed=i) for i, c in enumerate(clients)]
-    await asyncio.gather(*(store.replace("features", c, f) for c, f in zip(clients, frames, strict=True)))
+    pairs = zip(clients, frames, strict=True)
+    await asyncio.gather(*(store.replace("features", c, f) for c, f in pairs))
     got = await asyncio.gather(*(store.read("features", c) for c in clients))
     for frame, want in zip(got, frames, strict=True):
         assert_same_rows(frame, want, "features")
@@ -388,7 +394,7 @@ async def test_mysql_replace_is_one_transaction(mysql_store: Store, client_id: s
     after = features_frame(client_id, 9).with_columns(
         product_id=pl.when(pl.int_range(9) == 8).then(pl.lit("x" * 300)).otherwise("product_id")
     )
-    with pytest.raises(FatalError, match="mysql store at .*replace features"):
+    with pytest.raises(FatalError, match=r"mysql store at .*replace features"):
         await mysql_store.replace("features", client_id, after)
     assert_same_rows(await mysql_store.read("features", client_id), before, "features")
 

@@ -5,7 +5,8 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
 - counts attempts in HINCRBY <prefix>:attempts event_id, and the time of each in a list,
 - fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
 - works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
-- on success counts HINCRBY <prefix>:handled event_id and publishes `job_done`.
+- on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer) and publishes
+  `job_done` to <stream>-done.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from app.main import create_app, load
 
 PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
 WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
+CONSUMER = os.environ.get("SECRETMAGIC_CONSUMER", "?")
 
 
 async def record(event: Event, broker: Broker = Context("broker")) -> Event:
@@ -43,6 +45,7 @@ async def record(event: Event, broker: Broker = Context("broker")) -> Event:
     if fail == "crash" and attempts <= int(event.data.get("times", 1)):
         raise ZeroDivisionError("an unexpected bug")
     await redis.hincrby(f"{PREFIX}:handled", key, 1)
+    await redis.hincrby(f"{PREFIX}:by", CONSUMER, 1)
     return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
 
 

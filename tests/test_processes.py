@@ -1,0 +1,197 @@
+"""Real `faststream run` processes on a real Redis: instances sharing a group, SIGKILL mid-work,
+SIGTERM with handlers running, the password file, a wrong password, messenger off.
+
+The worker is tests/apps/recorder.py: the app's own lifecycle and policy with handlers that
+record in Redis what they handle.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import services
+from tests.harness import AppProcess, app_processes, config, job, messenger_env, unique, \
+    write_config
+
+TARGET = "tests.apps.recorder:app"
+
+
+def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, **policy: object
+                 ) -> dict[str, str]:
+    path = write_config(tmp_path / "config.yaml", config([stream], **policy))
+    return {**messenger_env(redis_url), "SECRETMAGIC_CONFIG": str(path),
+            "RECORDER_STREAMS": stream, "RECORDER_PREFIX": prefix}
+
+
+def handled(r: redis.Redis, prefix: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in r.hgetall(f"{prefix}:handled").items()}
+
+
+def wait(condition: object, timeout: float, what: str) -> None:
+    services.wait_for(condition, timeout, what)  # type: ignore[arg-type]
+
+
+def test_two_instances_share_a_group_and_trainer_gets_every_output(
+        redis_url: str, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix = unique("orders"), unique("rec")
+    r.xgroup_create(f"{stream}-done", "trainer-group", id="0", mkstream=True)
+    env = recorder_env(redis_url, tmp_path, stream, prefix)
+    a = AppProcess(TARGET, env, tmp_path, "instance-1")
+    b = AppProcess(TARGET, env, tmp_path, "instance-2")
+    with app_processes(a, b):
+        a.wait_output(f"consuming {stream}")
+        b.wait_output(f"consuming {stream}")
+        sent = [job() for _ in range(400)]
+        for fields in sent:
+            r.xadd(stream, fields)
+        wait(lambda: len(handled(r, prefix)) == 400, 60, "400 handled")
+    counts = handled(r, prefix)
+    by = {k.decode(): int(v) for k, v in r.hgetall(f"{prefix}:by").items()}
+    print(f"sent=400 handled={len(counts)} by_instance={by}")
+    assert set(counts) == {f["event_id"] for f in sent} and set(counts.values()) == {1}
+    assert by.keys() == {"instance-1", "instance-2"}  # both took a share, none twice
+    assert r.xpending(stream, "secretmagic-group")["pending"] == 0
+    outputs = r.xreadgroup("trainer-group", "trainer-1", {f"{stream}-done": ">"}, count=1000)
+    assert len(outputs[0][1]) == 400
+
+
+def test_sigkill_five_times_while_2000_events_flow_loses_nothing(
+        redis_url: str, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix, total, batch = unique("kill"), unique("rec"), 2000, 10
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix, batch_size=batch,
+                          claim_idle_ms=2000), "RECORDER_WORK_MS": "5"}
+    steady = AppProcess(TARGET, env, tmp_path, "steady")
+    victim = AppProcess(TARGET, env, tmp_path, "victim")
+    sent: list[str] = []
+
+    def produce() -> None:
+        for _ in range(total):
+            fields = job()
+            r.xadd(stream, fields)
+            sent.append(fields["event_id"])
+            time.sleep(0.004)
+
+    with app_processes(steady, victim):
+        steady.wait_output(f"consuming {stream}")
+        producer = threading.Thread(target=produce)
+        producer.start()
+        for kill in range(5):
+            victim.wait_output(f"consuming {stream}")
+            seen = len(handled(r, prefix))
+            wait(lambda s=seen: len(handled(r, prefix)) > s + 50, 60, "progress before a kill")
+            victim.kill()
+            print(f"kill {kill + 1}: handled so far {len(handled(r, prefix))}")
+            victim.log_path.write_text("")  # the restarted process logs afresh
+            victim.start()
+        producer.join()
+        wait(lambda: len(handled(r, prefix)) == total, 90, f"all {total} handled")
+        wait(lambda: r.xpending(stream, "secretmagic-group")["pending"] == 0, 30, "all acked")
+    counts = handled(r, prefix)
+    duplicated = sum(counts.values()) - len(counts)
+    dlq = [f for _, f in r.xrange("secretmagic-group:dlq")
+           if f.get(b"dlq_stream") == stream.encode()]
+    lost = len(set(sent) - set(counts)) - len(dlq)
+    print(f"sent={len(sent)} handled={len(counts)} duplicated={duplicated} "
+          f"dead_lettered={len(dlq)} lost={lost}")
+    assert lost == 0 and not dlq
+    # A kill can only repeat what the victim held: at most one read batch per kill.
+    assert duplicated <= 5 * batch
+
+
+def test_sigterm_lets_handlers_finish_and_ack(redis_url: str, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix = unique("term"), unique("rec")
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix),
+           "RECORDER_WORK_MS": "1500", "SHUTDOWN_TIMEOUT": "20"}
+    with app_processes(AppProcess(TARGET, env, tmp_path, "worker")) as (w,):
+        w.wait_output(f"consuming {stream}")
+        for _ in range(4):
+            r.xadd(stream, job())
+        wait(lambda: len(r.hgetall(f"{prefix}:attempts")) == 4, 20, "4 handlers running")
+        started = time.monotonic()
+        w.signal(signal.SIGTERM)
+        code = w.wait(30)
+        took = time.monotonic() - started
+    print(f"exit={code} after {took:.1f}s; handled={len(handled(r, prefix))}")
+    assert code == 0 and took < 20
+    assert len(handled(r, prefix)) == 4
+    assert r.xpending(stream, "secretmagic-group")["pending"] == 0
+
+
+def test_sigterm_timeout_leaves_work_for_another_instance(redis_url: str, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix = unique("handover"), unique("rec")
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix, claim_idle_ms=1000),
+           "SHUTDOWN_TIMEOUT": "1"}
+    slow = AppProcess(TARGET, {**env, "RECORDER_WORK_MS": "60000"}, tmp_path, "slow")
+    with app_processes(slow):
+        slow.wait_output(f"consuming {stream}")
+        sent = [job() for _ in range(3)]
+        for fields in sent:
+            r.xadd(stream, fields)
+        wait(lambda: len(r.hgetall(f"{prefix}:attempts")) == 3, 20, "3 handlers running")
+        slow.signal(signal.SIGTERM)
+        assert slow.wait(20) == 0
+    assert r.xpending(stream, "secretmagic-group")["pending"] == 3  # unfinished: still pending
+    other = AppProcess(TARGET, {**env, "RECORDER_WORK_MS": "0"}, tmp_path, "other")
+    with app_processes(other):
+        wait(lambda: len(handled(r, prefix)) == 3, 30, "the other instance handled them")
+    assert r.xpending(stream, "secretmagic-group")["pending"] == 0
+
+
+def test_password_file_works_and_never_shows(tmp_path: Path) -> None:
+    password = "s3cret-" + unique("pw")
+    secret = tmp_path / "redis_password"
+    secret.write_text(password + "\n")
+    with services.private_redis("--requirepass", password) as server:
+        r = redis.Redis(host=services.HOST, port=server.port, password=password)
+        stream, prefix = unique("auth"), unique("rec")
+        env = {**recorder_env(server.url, tmp_path, stream, prefix),
+               "MESSENGER_PASSWORD": str(secret)}
+        with app_processes(AppProcess(TARGET, env, tmp_path, "authed")) as (w,):
+            w.wait_output(f"consuming {stream}")
+            r.xadd(stream, job())
+            wait(lambda: len(handled(r, prefix)) == 1, 20, "handled with the password")
+        assert password not in w.output
+
+        wrong = AppProcess(TARGET, {**env, "MESSENGER_PASSWORD": "not-" + password}, tmp_path,
+                           "wrong")
+        with app_processes(wrong):
+            code = wrong.wait(30)
+        print(wrong.output[-500:])
+        assert code != 0
+        assert f"Redis at {services.HOST}:{server.port}" in wrong.output
+        assert "password" in wrong.output and password not in wrong.output
+        assert "Traceback" not in wrong.output
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("MESSENGER_PORT", "not-a-port", "MESSENGER_PORT: Input should be a valid integer"),
+    ("MESSENGER_DB", "-1", "MESSENGER_DB: Input should be greater than or equal to 0"),
+    ("MESSENGER_PASSWORD", "/run/secrets/missing", "MESSENGER_PASSWORD: is a path but no such"),
+    ("METRICS_PORT", "70000", "METRICS_PORT: Input should be less than or equal to 65535"),
+])
+def test_bad_environment_is_a_clear_startup_error(redis_url: str, tmp_path: Path, variable: str,
+                                                  value: str, message: str) -> None:
+    env = {**recorder_env(redis_url, tmp_path, "x", "y"), variable: value}
+    with app_processes(AppProcess(TARGET, env, tmp_path, "bad")) as (p,):
+        code = p.wait(30)
+    assert code != 0 and message in p.output and "Traceback" not in p.output
+
+
+def test_messenger_off_starts_without_redis(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "config.yaml", config(["x"]))
+    env = {"SECRETMAGIC_CONFIG": str(path), "RECORDER_STREAMS": "x"}
+    with app_processes(AppProcess(TARGET, env, tmp_path, "offline")) as (p,):
+        p.wait_output("messenger off")
+        p.signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+    assert p.output.count("messenger off") == 1
