@@ -28,27 +28,32 @@ StoreDep = Annotated[Store, Context("store")]
 ConfigDep = Annotated[LiveConfig, Context("config")]
 
 
+# The decorated publishers: `publisher.streams` in the config may route an event_type elsewhere.
+features_out = router.publisher(stream="features-updates", title="features_updated")
+bom_out = router.publisher(stream="bom-exploded", title="bom_exploded")
+
+
 def on(stream: str, event_type: str) -> Callable[[Callable[..., Any]], Any]:
     """Subscribe the decorated handler to `event_type` events on `stream` (the consumer group)."""
     return stream_subscriber(router, stream, event_type)
 
 
 @on("sales-updates", "sales_updated")
-@router.publisher(stream="features-updates", title="features_updated")
+@features_out
 async def sales_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
     done = await features.refresh(store, event.client_id, config.current.features)
     return event.reply("features_updated", done)
 
 
 @on("stock-updates", "stock_updated")
-@router.publisher(stream="features-updates", title="features_updated")
+@features_out
 async def stock_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
     done = await features.refresh(store, event.client_id, config.current.features)
     return event.reply("features_updated", done)
 
 
 @on("bom-updates", "bom_updated")
-@router.publisher(stream="bom-exploded", title="bom_exploded")
+@bom_out
 async def bom_updated(event: Event, store: StoreDep, config: ConfigDep) -> Event:
     done = await bom.refresh(store, event.client_id, config.current.bom.max_depth)
     return event.reply("bom_exploded", done)

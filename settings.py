@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         SecretStr("chdb://./data/chdb"),
         description="Analytical store: chdb://PATH (embedded), clickhouse://, mysql://, starrocks://",
     )
-    logs_dsn: SecretStr | None = Field(None, description="PostgreSQL for the log table; off if unset")
+    logs_dsn: SecretStr | None = Field(None, description="PostgreSQL for the logs; unset = off")
     logs_schema: str = Field("secretmagic", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     logs_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     logs_buffer: int = Field(10_000, ge=1, description="Log records kept while PostgreSQL is down")
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         description="This instance's consumer name in the group (unique per instance)",
     )
     metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics and /health; 0 = off")
-    shutdown_timeout: float = Field(30.0, gt=0, description="Seconds in-flight handlers get on stop")
+    shutdown_timeout: float = Field(30.0, gt=0, description="Seconds in-flight handlers get")
     outbox_path: Path = Field(Path("data/outbox.sqlite3"))
     outbox_max_entries: int = Field(100_000, ge=1)
     outbox_strict: bool = Field(False, description="Raise instead of queueing when Redis is down")

@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from faststream.message import StreamMessage
@@ -27,6 +28,7 @@ from faststream.redis.response import DestinationType, RedisPublishCommand
 from redis.asyncio import Redis
 
 from app import events, outbox
+from app.errors import MalformedEvent
 from app.events import Event
 
 if TYPE_CHECKING:
@@ -40,21 +42,25 @@ async def parse_entry(
 ) -> StreamMessage[Any]:
     """A stream entry → a message whose body is the validated Event as JSON."""
     fields = msg["data"]
-    if bDATA_KEY in fields:
-        event = Event.model_validate_json((await original(msg)).body)
+    if bDATA_KEY in fields:  # FastStream's envelope around a JSON object of the same fields
+        message = await original(msg)
+        try:
+            fields = json.loads(message.body)
+        except json.JSONDecodeError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise MalformedEvent("FastStream envelope does not hold a JSON object")
     else:
-        event = events.decode(fields)
-    entry_id = msg["message_ids"][0] if msg.get("message_ids") else b""
-    return RedisStreamMessage(
-        raw_message=msg,
-        body=event.model_dump_json().encode(),
-        headers={"event_type": event.event_type, "client_id": event.client_id},
-        content_type="application/json",
-        message_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
-        correlation_id=str(event.event_id),
-        consumer=FAKE_CONSUMER,
-        group=None,
-    )
+        entry_id = msg["message_ids"][0] if msg.get("message_ids") else b""
+        message = RedisStreamMessage(
+            raw_message=msg, body=b"", content_type="application/json",
+            message_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
+            consumer=FAKE_CONSUMER, group=None)
+    event = events.decode(fields)
+    message.body = event.model_dump_json().encode()
+    message.headers = {"event_type": event.event_type, "client_id": event.client_id,
+                       "event_id": str(event.event_id)}
+    return message
 
 
 @dataclass
@@ -84,7 +90,9 @@ class EventProducer(RedisFastProducer):
         state = self.state
         event = cmd.body if isinstance(cmd.body, Event) else Event.model_validate(cmd.body)
         config = state.live.current.messenger.publisher if state.live else None
-        stream = config.streams.get(event.event_type, cmd.destination) if config else cmd.destination
+        stream = cmd.destination
+        if config:
+            stream = config.streams.get(event.event_type, stream)
         context = {"stream": stream, "event_id": str(event.event_id),
                    "event_type": event.event_type, "client_id": event.client_id}
         if not state.enabled or (config and not config.enabled):

@@ -112,7 +112,8 @@ def parse(text: str, source: str = "config") -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -201,11 +201,8 @@ class StreamConsumer:
             if len(work) >= policy.concurrency:  # enough queued: read more when one finishes
                 await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            reply = await self._redis(
-                stream,
-                lambda: self.client.xreadgroup(self.group, self.consumer, {stream: ">"},
-                                               count=policy.batch_size, block=policy.block_ms),
-            )
+            reply = await self._redis(stream, lambda p=policy: self.client.xreadgroup(  # type: ignore[misc]
+                self.group, self.consumer, {stream: ">"}, count=p.batch_size, block=p.block_ms))
             if not reply:
                 continue
             for _, entries in reply:

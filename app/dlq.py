@@ -3,7 +3,7 @@
 A dead-lettered entry keeps the original fields unchanged (even undecodable bytes) and adds:
 
     dlq_error         the error text (why it failed)
-    dlq_error_type    the exception class (MalformedEvent, BomCycleError, MaxDeliveriesExceeded, ...)
+    dlq_error_type    the exception class (MalformedEvent, BomCycleError, MaxDeliveriesExceeded…)
     dlq_stream        the stream it came from
     dlq_entry_id      its entry id there
     dlq_group         the consumer group

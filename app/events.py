@@ -90,31 +90,33 @@ def encode(event: Event) -> dict[str, str]:
     }
 
 
-def decode(fields: Mapping[bytes | str, bytes | str]) -> Event:
-    """An event from stream fields; MalformedEvent names what is wrong."""
-    size = sum(len(k) + len(v) for k, v in fields.items())
+def decode(fields: Mapping[Any, Any]) -> Event:
+    """An event from stream fields (or a JSON object with the same keys, where `data` may already
+    be an object); MalformedEvent names what is wrong."""
+    size = sum(len(k) + len(v) for k, v in fields.items() if isinstance(v, str | bytes))
     if size > MAX_ENTRY_BYTES:
         raise MalformedEvent(f"entry is {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
-    text: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for key, value in fields.items():
         try:
-            name = key.decode() if isinstance(key, bytes) else key
-            text[name] = value.decode() if isinstance(value, bytes) else value
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            values[name] = value.decode() if isinstance(value, bytes) else value
         except UnicodeDecodeError:
             raise MalformedEvent(f"field {key!r} is not UTF-8 text") from None
-    missing = [name for name in ("event_type", "client_id") if not text.get(name)]
+    missing = [name for name in ("event_type", "client_id") if not values.get(name)]
     if missing:
         raise MalformedEvent(f"missing field(s): {', '.join(missing)}")
-    raw_data = text.get("data", "{}")
-    try:
-        data = json.loads(raw_data)
-    except json.JSONDecodeError as exc:
-        raise MalformedEvent(f"field 'data' is not JSON: {exc.msg} at char {exc.pos}") from None
+    data = values.get("data", "{}")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise MalformedEvent(f"field 'data' is not JSON: {exc.msg} at char {exc.pos}") from None
     if not isinstance(data, dict):
         raise MalformedEvent(f"field 'data' must be a JSON object, got {type(data).__name__}")
-    values: dict[str, Any] = {k: text[k] for k in FIELDS[:4] if text.get(k)}
+    known = {k: values[k] for k in FIELDS[:4] if values.get(k)}
     try:
-        return Event(**values, data=data)
+        return Event(**known, data=data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

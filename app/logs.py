@@ -515,7 +515,7 @@ class PostgresSink(logging.Handler):
         await self._connect()
         self._task = asyncio.create_task(self._run(), name="secretmagic-log-sink")
 
-    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the documented API
+    async def stop(self, timeout: float = 5.0) -> None:
         """Write what can be written within `timeout` seconds, then close. What is left unwritten
         is counted in `dropped` and reported."""
         uninstall(self)

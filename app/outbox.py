@@ -378,7 +378,7 @@ class OutboxDrainer:
             self._wake.set()  # left over from an earlier run: send it now
         self._task = asyncio.create_task(self._run(), name="secretmagic-outbox-drainer")
 
-    async def stop(self, timeout: float = 5.0) -> int:  # noqa: ASYNC109 - a shutdown budget
+    async def stop(self, timeout: float = 5.0) -> int:
         """Stop the task, try a last drain within `timeout` seconds; return (and log) what is left.
 
         Called from the app's shutdown with its shutdown timeout.

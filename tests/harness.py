@@ -5,9 +5,9 @@ real `faststream run` processes; and waiting for conditions with a deadline (nev
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess

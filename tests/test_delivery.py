@@ -8,6 +8,7 @@ whole policy from app.consumer: that is the extension contract of the README.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -156,7 +157,7 @@ async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_u
     async with worker(rec.router(stream, flaky), redis_url, config([stream])):
         await rec.wait_handled(1)
     times = rec.times[fields["event_id"]]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     print(f"attempts={len(times)} redelivery gaps (s): {[round(g, 2) for g in gaps]}")
     assert len(times) == 4 and rec.handled[fields["event_id"]] == 1
     # backoff 100 ms * 2^(n-1): each gap at least its backoff, and they grow.

@@ -16,8 +16,15 @@ import pytest
 import redis
 
 from tests import services
-from tests.harness import AppProcess, app_processes, config, job, messenger_env, unique, \
-    write_config
+from tests.harness import (
+    AppProcess,
+    app_processes,
+    config,
+    job,
+    messenger_env,
+    unique,
+    write_config,
+)
 
 TARGET = "tests.apps.recorder:app"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from faststream import Context
 from faststream.redis import RedisRouter
@@ -29,7 +29,10 @@ WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
 CONSUMER = os.environ.get("SECRETMAGIC_CONSUMER", "?")
 
 
-async def record(event: Event, broker: Broker = Context("broker")) -> Event:
+BrokerDep = Annotated[Broker, Context("broker")]
+
+
+async def record(event: Event, broker: BrokerDep) -> Event:
     redis = broker.client
     key = str(event.event_id)
     attempts = await redis.hincrby(f"{PREFIX}:attempts", key, 1)
@@ -58,7 +61,7 @@ def build_router(streams: list[str]) -> RedisRouter:
 
 
 def _copy(func: Any) -> Any:
-    async def handler(event: Event, broker: Broker = Context("broker")) -> Event:
+    async def handler(event: Event, broker: BrokerDep) -> Event:
         return await func(event, broker)
 
     return handler
