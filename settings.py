@@ -85,7 +85,7 @@ def load_settings() -> Settings:
     try:
         settings = Settings()
         if any(os.environ.get(name) for name in MESSENGER_VARS):
-            settings.messenger = MessengerSettings()  # type: ignore[call-arg]
+            settings.messenger = MessengerSettings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     return settings

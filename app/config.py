@@ -212,11 +212,12 @@ class LiveConfig:
         """inotify (watchfiles) on the directory, so editors' rename-on-save is seen; where the
         filesystem gives no events, polling every 250 ms still applies a change within a second."""
         assert self.path is not None
+        name = self.path.name
         try:
             from watchfiles import awatch
 
             async for _ in awatch(self.path.parent, debounce=50, step=25,
-                                  watch_filter=lambda _, p: Path(p).name == self.path.name,
+                                  watch_filter=lambda _, p: Path(p).name == name,
                                   rust_timeout=250, yield_on_timeout=True):
                 await self._safe_reload()
         except Exception as exc:  # no inotify here (or it failed): poll instead

@@ -225,8 +225,8 @@ class StreamConsumer:
     async def _claim(self, stream: str) -> None:
         policy = self.policy
         floor = int(min(policy.backoff.base_ms * (1 - policy.backoff.jitter), policy.claim_idle_ms))
-        pending = await self.client.xpending_range(stream, self.group, min="-", max="+",
-                                                   count=100, idle=floor)
+        pending: list[dict[str, Any]] = await self.client.xpending_range(
+            stream, self.group, min="-", max="+", count=100, idle=floor)
         due: dict[str, tuple[int, float]] = {}  # entry id -> (deliveries so far, idle needed)
         for p in pending:
             entry_id = _text(p["message_id"])
@@ -241,7 +241,7 @@ class StreamConsumer:
             return
         # XCLAIM re-checks the idle time atomically: an entry another instance took meanwhile
         # has been reset and is left alone.
-        claimed = await self.client.xclaim(
+        claimed: list[tuple[bytes, Fields | None]] = await self.client.xclaim(  # type: ignore[assignment]
             stream, self.group, self.consumer, message_ids=list(due),
             min_idle_time=int(min(wait for _, wait in due.values())))
         batch = []

@@ -29,7 +29,7 @@ def dlq_stream(group: str) -> str:
 
 
 def dead_letter_fields(
-    original: Mapping[bytes | str, bytes | str],
+    original: Mapping[Any, Any],
     *,
     error: BaseException,
     stream: str,
@@ -37,9 +37,9 @@ def dead_letter_fields(
     group: str,
     deliveries: int,
     consumer: str,
-) -> dict[bytes | str, bytes | str]:
+) -> dict[Any, Any]:
     """The fields of a DLQ entry: the original ones plus the dlq_* metadata."""
-    fields: dict[bytes | str, bytes | str] = {
+    fields: dict[Any, Any] = {
         k: v for k, v in original.items() if not _name(k).startswith(PREFIX)
     }
     fields.update(

@@ -22,6 +22,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.redis import RedisRouter
 from faststream.redis.prometheus import RedisPrometheusMiddleware
+from faststream.security import SASLPlaintext
 from redis import exceptions as rx
 
 from app import logs, metrics
@@ -45,7 +46,7 @@ def create_app(router: RedisRouter, settings: Settings, live: LiveConfig) -> Fas
     messenger = settings.messenger
     broker = Broker(
         messenger.url if messenger else "redis://localhost:6379",
-        password=messenger.password.get_secret_value()
+        security=SASLPlaintext(username="default", password=messenger.password.get_secret_value())
         if messenger and messenger.password else None,
         parser=parse_entry,
         middlewares=(RedisPrometheusMiddleware(registry=metrics.REGISTRY),),
