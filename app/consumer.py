@@ -156,8 +156,14 @@ class StreamConsumer:
         self._claimer = None
 
     async def _on_config(self, old: Config, new: Config) -> None:
-        if not self._stopping.is_set():
-            await self._apply(new)
+        if self._stopping.is_set():
+            return
+        enabled = new.messenger.subscriber.enabled
+        if enabled != old.messenger.subscriber.enabled:
+            log.warning("subscriber.enabled is %s: consumption %s", str(enabled).lower(),
+                        "resumes" if enabled else "pauses (in-flight work finishes and is acked)",
+                        extra=self._ctx())
+        await self._apply(new)
 
     async def _apply(self, config: Config) -> None:
         """Run exactly the read loops the configuration asks for (hot reload lands here)."""
