@@ -122,13 +122,18 @@ def clean(value: object, width: int | None = None) -> str:
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], *, width: int | None = 60
 ) -> str:
-    """Aligned columns separated by two spaces; numbers right-aligned; no trailing blanks."""
+    """Aligned columns separated by two spaces; numbers right-aligned; no trailing blanks.
+
+    Cells are cut to `width` characters, except in the last column (nothing to align after it).
+    """
     raw_rows = [list(row) for row in rows]
     numeric = [
         bool(raw_rows) and all(isinstance(row[i], int | float) for row in raw_rows)
         for i in range(len(headers))
     ]
-    cells = [[clean(v, width) for v in row] for row in raw_rows]
+    last = len(headers) - 1
+    cells = [[clean(v, None if i == last else width) for i, v in enumerate(row)]
+             for row in raw_rows]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
     lines = []
     for row in [list(headers), *cells]:
@@ -157,6 +162,10 @@ def duration(ms: int | None) -> str:
         return f"{hours}h{minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d{hours:02d}h"
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
 
 
 def _lag_cell(lag: int, capped: bool) -> str | int:
@@ -384,10 +393,11 @@ def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes:
         if not ctx.stdin.isatty():
             raise CliError(
-                f"refusing to purge {count} entries of {key} without --yes (no terminal to ask on)",
+                f"refusing to purge {_entries(count)} of {key} without --yes "
+                "(no terminal to ask on)",
                 EXIT_CONFIG,
             )
-        ctx.err.write(f"Delete {count} entries of {key} (up to {newest[0].dlq_id})? [y/N] ")
+        ctx.err.write(f"Delete {_entries(count)} of {key} (up to {newest[0].dlq_id})? [y/N] ")
         ctx.err.flush()
         if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
             ctx.err.write("purge cancelled\n")
@@ -396,7 +406,7 @@ def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.json({"group": args.group, "dlq_stream": key, "purged": purged})
     else:
-        ctx.print(f"purged {purged} entries from {key}")
+        ctx.print(f"purged {_entries(purged)} from {key}")
     return 0
 
 
