@@ -547,10 +547,64 @@ def register_logs(sub: Subparsers) -> None:
     p.set_defaults(handler=cmd_logs)
 
 
+def cmd_recompute(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the features/BOM pipeline for one client directly (messenger off or not)."""
+    import asyncio
+
+    import bom
+    import features
+    from app.config import ConfigError, LiveConfig
+    from app.errors import FatalError, RetryableError
+    from store import open_store
+
+    settings = ctx.settings
+    try:
+        config = LiveConfig(settings.secretmagic_config).current
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+
+    async def run() -> dict[str, Any]:
+        store = open_store(settings.store_dsn.get_secret_value())
+        try:
+            await store.create_tables()
+            done: dict[str, Any] = {"client_id": args.client}
+            if args.what in ("products", "all"):
+                done["product_meta_rows"] = await features.refresh_products(store, args.client)
+            if args.what in ("features", "all"):
+                done["features"] = (await features.refresh(
+                    store, args.client, config.features)).model_dump()
+            if args.what in ("bom", "all"):
+                done["bom"] = (await bom.refresh(store, args.client,
+                                                 config.bom.max_depth)).model_dump()
+            return done
+        finally:
+            await store.close()
+
+    try:
+        done = asyncio.run(run())
+    except (FatalError, RetryableError, ValueError) as exc:
+        raise CliError(f"recompute for {args.client!r} failed: {exc}", EXIT_FAILED) from None
+    if args.json:
+        ctx.json(done)
+    else:
+        for key, value in done.items():
+            ctx.print(f"{key:<18} {json.dumps(value) if isinstance(value, dict) else value}")
+    return 0
+
+
+def register_recompute(sub: Subparsers) -> None:
+    p = sub.add_parser("recompute", help="recompute a client's features / exploded BOM now, "
+                       "without the messenger (STORE_DSN, SECRETMAGIC_CONFIG)")
+    p.add_argument("--client", required=True, help="the client_id")
+    p.add_argument("--what", choices=["all", "features", "bom", "products"], default="all",
+                   help="what to recompute (default all: products, then features and BOM)")
+    _json_flag(p)
+    p.set_defaults(handler=cmd_recompute)
+
+
 # The subcommands. Each function adds one subparser and sets `handler` (a Handler: it returns the
 # exit code and raises CliError/monitor.MonitorError for a one-line error). A handler that never
 # touches `ctx.redis` needs no messenger, so a command that works with MESSENGER_* unset fits too.
-#   >>> LEAD: append `register_recompute` (`recompute --client ID`) here. <<<
 COMMANDS: list[Callable[[Subparsers], None]] = [
     register_streams,
     register_groups,
@@ -559,6 +613,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_tail,
     register_dlq,
     register_logs,
+    register_recompute,
 ]
 
 

@@ -25,12 +25,12 @@ from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.security import SASLPlaintext
 from redis import exceptions as rx
 
-from app import logs, metrics
+from app import logs, metrics, monitor
 from app.broker import Broker, parse_entry
 from app.config import ConfigError, LiveConfig
 from app.consumer import StreamConsumer
 from app.outbox import Outbox, OutboxDrainer
-from settings import MessengerSettings, Settings, SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings
 from store import Store, open_store
 
 log = logging.getLogger("secretmagic")
@@ -135,10 +135,24 @@ class Runtime:
                 client, self.live, settings.secretmagic_consumer, self.broker.handlers(),
                 redis_label=self.label, on_fatal=lambda _: self._exit())
             await self.consumer.start()
-            collector = metrics.StreamCollector(_sync_redis(self.messenger), outbox_stats=lambda: (
-                box.depth(), box.oldest_age()))
+            collector = metrics.StreamCollector(
+                monitor.connect(self.messenger, timeout=2),
+                outbox_stats=lambda: (box.depth(), box.oldest_age()))
+        self.health.messenger = self.messenger is not None
+        self.health.details["store"] = self.store.name if self.store else None
+        self.health.refresh = self._refresh_health
+        self.health.started = True
         if self.settings.metrics_port:
             self.http = metrics.serve(self.settings.metrics_port, self.health, collector)
+
+    def _refresh_health(self, health: metrics.Health) -> None:
+        consumer = self.consumer
+        health.redis_ok = bool(consumer and consumer.redis_ok)
+        health.consumers_running = bool(consumer and consumer.running)
+        health.consuming = self.live.current.messenger.subscriber.enabled
+        if consumer:
+            health.details["streams"] = consumer.streams()
+            health.details["consumer"] = consumer.consumer
 
     def _exit(self) -> None:
         app = self.broker.context.get("app")
@@ -166,14 +180,6 @@ class Runtime:
         log.info("stopped", extra={"category": "messenger", "context": {}})
         if self.sink:
             await self.sink.stop(5.0)
-
-
-def _sync_redis(messenger: MessengerSettings) -> Any:
-    import redis
-
-    password = messenger.password.get_secret_value() if messenger.password else None
-    return redis.Redis(host=messenger.host, port=messenger.port, db=messenger.db,
-                       password=password, socket_timeout=2)
 
 
 def _exit_now(sig: int) -> None:

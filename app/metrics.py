@@ -198,7 +198,7 @@ class StreamCollector(Collector):
 
 @dataclass
 class Health:
-    """What /health reports; the app updates it (attribute writes are atomic enough).
+    """What /health reports; `refresh` (set by the app) reads the live state before each report.
 
     Healthy = started, and, when the messenger is on: Redis reachable and consumers running
     (unless consumption is paused on purpose by `subscriber.enabled: false`).
@@ -210,8 +210,11 @@ class Health:
     messenger: bool = True  # False with MESSENGER_* unset: no Redis and no consumers expected
     consuming: bool = True  # False while the configuration pauses the subscriber
     details: dict[str, Any] = field(default_factory=dict)
+    refresh: Callable[[Health], None] | None = None
 
     def problems(self) -> list[str]:
+        if self.refresh:
+            self.refresh(self)
         found = []
         if not self.started:
             found.append("not started")

@@ -18,8 +18,15 @@ import yaml
 
 from app.config import Config, ConfigError, LiveConfig, parse
 from tests import services
-from tests.harness import AppProcess, app_processes, config, job, messenger_env, unique, \
-    write_config
+from tests.harness import (
+    AppProcess,
+    app_processes,
+    config,
+    job,
+    messenger_env,
+    unique,
+    write_config,
+)
 
 TARGET = "tests.apps.recorder:app"
 SEED_EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "config.dev.yaml"
