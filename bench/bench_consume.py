@@ -49,12 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's top-level modules
 
 import redis.asyncio as aioredis  # noqa: E402
+from faststream._internal.utils.functions import to_async  # noqa: E402
 from faststream.redis import RedisBroker, RedisRouter, StreamSub  # noqa: E402
 from faststream.redis.annotations import (  # noqa: E402
     RedisBatchStreamMessage,
     RedisStreamMessage,
 )
-from faststream._internal.utils.functions import to_async  # noqa: E402
 from faststream.redis.prometheus import RedisPrometheusMiddleware  # noqa: E402
 
 from app import dlq, events, metrics  # noqa: E402

@@ -85,6 +85,7 @@ async def test_metrics_health_and_seed_log_queries_after_a_run(
         services.wait_for(lambda: r.xlen(f"{group}:dlq") == 2, 30, "2 dead-lettered")
         services.wait_for(lambda: health(port)[0] == 200, 10, "healthy")
         status, report = health(port)
+        assert status == 200
         samples = scrape(port)
     assert report["status"] == "ok" and report["redis_ok"] is True
     assert report["consumers_running"] is True
