@@ -15,11 +15,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 from dirty_equals import IsDatetime, IsStr, IsUUID
 from faststream.redis import RedisRouter
 
-from app import dlq
+from app import dlq, monitor
 from app.broker import stream_subscriber
 from app.errors import FatalError, RetryableError
 from app.events import MAX_ENTRY_BYTES, Event
@@ -424,3 +425,25 @@ async def _not_in(item: str, names: Any) -> bool:
 
 async def _value(value: Any) -> Any:
     return value
+
+
+async def test_dlq_replay_delivers_again_to_a_working_handler(r: aioredis.Redis,
+                                                              redis_url: str) -> None:
+    stream, rec, broken = unique("replay"), Recorder(), {"yes": True}
+
+    async def until_fixed(event: Event, attempt: int) -> None:
+        if broken["yes"]:
+            raise FatalError("store schema mismatch")
+
+    fields = job()
+    await r.xadd(stream, fields)
+    async with worker(rec.router(stream, until_fixed), redis_url, config([stream])):
+        (entry,) = await wait_until(lambda: dlq_entries(r), 10, "a DLQ entry")
+        broken["yes"] = False  # the fix is deployed
+        client = sync_redis.Redis.from_url(redis_url)
+        result = await asyncio.to_thread(monitor.dlq_replay, client, GROUP, monitor.ALL)
+        client.close()
+        await rec.wait_handled(1)
+    assert result.replayed and not result.failed
+    assert rec.attempts[fields["event_id"]] == 2 and rec.handled[fields["event_id"]] == 1
+    assert await dlq_entries(r) == [] and entry["dlq_error"] == "store schema mismatch"
