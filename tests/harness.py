@@ -25,6 +25,7 @@ from faststream.redis import RedisRouter
 from app.broker import Broker, parse_entry
 from app.config import Config, LiveConfig
 from app.consumer import StreamConsumer
+from app.outbox import Outbox, OutboxDrainer
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {  # policy values that make delivery tests quick; the defaults suit production
@@ -69,13 +70,17 @@ async def wait_until(condition: Callable[[], Awaitable[Any]], timeout: float = 2
 
 @contextlib.asynccontextmanager
 async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str = "worker-1",
-                 ) -> AsyncIterator[StreamConsumer]:
-    """The app's broker and consumer for `router`, in this process, on a real Redis."""
+                 outbox: Outbox | None = None) -> AsyncIterator[StreamConsumer]:
+    """The app's broker and consumer for `router`, in this process, on a real Redis (and the
+    app's outbox with its drainer, when one is given)."""
     broker = Broker(redis_url, parser=parse_entry, log_level=logging.DEBUG)
     broker.include_router(router)
     await broker.start()
     live = LiveConfig(None, cfg)
-    broker.publishing.live = live
+    broker.publishing.live, broker.publishing.box = live, outbox
+    drainer = OutboxDrainer(outbox) if outbox else None
+    if drainer:
+        drainer.start(broker.client)
     fatal: list[str] = []
     consumer_ = StreamConsumer(broker.client, live, consumer, broker.handlers(),
                                redis_label=redis_url, on_fatal=fatal.append)
@@ -84,6 +89,8 @@ async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str
         yield consumer_
     finally:
         await consumer_.stop(5)
+        if drainer:
+            await drainer.stop(5)
         await broker.stop()
 
 

@@ -24,6 +24,7 @@ from app import dlq, monitor
 from app.broker import stream_subscriber
 from app.errors import FatalError, RetryableError
 from app.events import MAX_ENTRY_BYTES, Event
+from app.outbox import Outbox
 from tests import services
 from tests.harness import config, job, unique, wait_until, worker
 
@@ -447,3 +448,39 @@ async def test_dlq_replay_delivers_again_to_a_working_handler(r: aioredis.Redis,
     assert result.replayed and not result.failed
     assert rec.attempts[fields["event_id"]] == 2 and rec.handled[fields["event_id"]] == 1
     assert await dlq_entries(r) == [] and entry["dlq_error"] == "store schema mismatch"
+
+
+async def test_outputs_published_while_redis_is_down_arrive_when_it_returns(
+        tmp_path: Any) -> None:
+    """The handler finishes while Redis is down: its event waits in the outbox, arrives with
+    its own event_id after the restart, and the input entry (its ack lost) is handled again."""
+    with services.private_redis("--appendonly", "yes", "--appendfsync", "always") as server:
+        stream, out, rec = unique("in"), unique("out"), Recorder()
+        gate = asyncio.Event()
+
+        async def slow_first(event: Event, attempt: int) -> None:
+            if attempt == 1:
+                await gate.wait()
+
+        r = aioredis.Redis.from_url(server.url)
+        fields = job()
+        await r.xadd(stream, fields)
+        with Outbox(tmp_path / "outbox.sqlite3") as box:
+            async with worker(rec.router(stream, slow_first, publish_to=out), server.url,
+                              config([stream]), outbox=box):
+                await wait_until(lambda: _value(rec.attempts[fields["event_id"]]), 10, "started")
+                server.stop()
+                gate.set()  # the handler returns while Redis is down
+                await wait_until(lambda: _value(box.depth() == 1), 10, "output in the outbox")
+                server.start()
+                await r.aclose()
+                r = aioredis.Redis.from_url(server.url)  # the old connection died with the server
+                await wait_until(lambda: _value(rec.attempts[fields["event_id"]] == 2), 20,
+                                 "redelivered after the lost ack")
+                await wait_until(lambda: _eq(r.xlen(out), 2), 20, "both outputs in Redis")
+                await wait_until(lambda: _eq(pending_count(r, stream), 0), 10, "acked")
+            assert box.depth() == 0
+        outputs = [json.loads(f[b"data"])["job"] for _, f in await r.xrange(out)]
+        print(f"sent=1 handled={sum(rec.handled.values())} outputs={len(outputs)} lost=0")
+        assert outputs == [fields["event_id"]] * 2  # at least once: the first via the outbox
+        await r.aclose()

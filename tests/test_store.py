@@ -332,6 +332,38 @@ async def test_chdb_runs_on_one_dedicated_thread() -> None:
     assert threading.current_thread().name not in names
 
 
+async def test_chdb_tombstones_survive_merges_and_plain_inserts_upsert(client_id: str) -> None:
+    """replace = one insert of new rows + tombstones; FINAL must give the same answer before and
+    after the parts are merged, and a writer's plain INSERT (no _version) is an upsert by key."""
+    s = open_store("chdb://")
+    await s.create_tables()
+    first, second = sample("bom_exploded", client_id, 8), sample("bom_exploded", client_id, 3)
+    await s.replace("bom_exploded", client_id, first)
+    await s.replace("bom_exploded", client_id, second)  # 5 keys become tombstones
+    await s.replace("bom_exploded", client_id, first.head(0))  # all gone
+    await s.replace("bom_exploded", client_id, second)  # tombstoned keys come back
+    assert_same_rows(await s.read("bom_exploded", client_id), second, "bom_exploded")
+    await s._run("optimize", lambda c: c.command("OPTIMIZE TABLE bom_exploded FINAL"))  # type: ignore[attr-defined]
+    assert_same_rows(await s.read("bom_exploded", client_id), second, "bom_exploded")
+
+    def integrator_insert(client: object) -> None:
+        client.command(  # type: ignore[attr-defined]
+            "INSERT INTO bom_exploded (client_id, product_id, component_id, quantity, depth) "
+            "VALUES ({c:String}, {p:String}, {k:String}, 42, 7)",
+            parameters={"c": client_id, "p": second.item(0, "product_id"),
+                        "k": second.item(0, "component_id")},
+        )
+
+    await s._run("insert", integrator_insert)  # type: ignore[attr-defined]
+    got = await s.read("bom_exploded", client_id)
+    want = second.with_columns(
+        quantity=pl.when(pl.int_range(3) == 0).then(42.0).otherwise("quantity"),
+        depth=pl.when(pl.int_range(3) == 0).then(pl.lit(7, pl.Int32)).otherwise("depth"),
+    )
+    assert_same_rows(got, want, "bom_exploded")
+    await s.close()
+
+
 def test_chdb_persistent_directory_and_one_engine_per_process(tmp_path: Path) -> None:
     """chdb://./relative and chdb:///absolute persist across processes; a second location in one
     process is a FatalError. (Subprocesses: this process already hosts the in-memory engine.)"""
