@@ -364,6 +364,22 @@ async def test_chdb_tombstones_survive_merges_and_plain_inserts_upsert(client_id
     await s.close()
 
 
+async def test_chdb_refuses_tables_from_an_older_ddl() -> None:
+    s = open_store("chdb://?database=sm_stale_ddl")
+
+    def old_table(client: object) -> None:
+        client.command(  # type: ignore[attr-defined]
+            "CREATE TABLE IF NOT EXISTS stock (client_id String, product_id String, `date` Date32, "
+            "on_hand Nullable(Float64), _version UInt64) "
+            "ENGINE = ReplacingMergeTree(_version) ORDER BY (client_id, product_id, `date`)"
+        )
+
+    await s._run("setup", old_table)  # type: ignore[attr-defined]
+    with pytest.raises(FatalError, match=r"\['stock'\] predate"):
+        await s.create_tables()
+    await s.close()
+
+
 def test_chdb_persistent_directory_and_one_engine_per_process(tmp_path: Path) -> None:
     """chdb://./relative and chdb:///absolute persist across processes; a second location in one
     process is a FatalError. (Subprocesses: this process already hosts the in-memory engine.)"""
