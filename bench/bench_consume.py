@@ -321,7 +321,7 @@ async def micro(repeats: int = 20_000) -> None:
     }
     print(f"\nper-call costs in this process (best of 3 x {repeats} calls):")
     for what, fn in parts.items():
-        print(f"  {what:<34} {timed(fn):6.2f} µs")
+        print(f"  {what:<38} {timed(fn):6.2f} µs")
 
     # FastStream runs a sync filter (app.broker.stream_subscriber's `wants`) on a worker thread.
     sync_filter = to_async(lambda message: True)
@@ -331,8 +331,8 @@ async def micro(repeats: int = 20_000) -> None:
         for _ in range(repeats // 10):
             await sync_filter(None)
         best = min(best, time.perf_counter() - start)
-    print(f"  {'a sync filter, as FastStream calls it':<34} {best / (repeats // 10) * 1e6:6.2f} µs"
-          "  (to_async -> a worker-thread hop)")
+    what = "a sync filter, as FastStream calls it"
+    print(f"  {what:<38} {best / (repeats // 10) * 1e6:6.2f} µs  (to_async: a worker-thread hop)")
 
 
 async def main() -> None:
@@ -350,7 +350,8 @@ async def main() -> None:
     try:
         info = await r.info("server")
         print(f"Redis {info['redis_version']} at {url}"
-              f"{' (private redis-server)' if private else ''}; {args.events:,} events per run")
+              f"{' (private redis-server)' if private else ''}; {args.events:,} events per run;"
+              f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -371,6 +372,7 @@ async def main() -> None:
             print(f"  round {round_ + 1}: " + ", ".join(line), flush=True)
         table(results, args.events)
         await micro()
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         await r.aclose()
         if private:

@@ -1,4 +1,4 @@
-"""A downstream consumer (the seed's trainer / analytics): plain redis-py, no FastStream, no app code.
+"""A downstream consumer (the seed's trainer, analytics): plain redis-py, no FastStream, no app.
 
 It reads secretmagic's notifications with XREADGROUP in its own consumer group, fetches the data
 itself from the store by client_id (the seed's Event Notification Pattern), says what it found,
@@ -108,7 +108,8 @@ class Consumer:
                 self.say(f"Redis unreachable ({exc}); retrying")
                 await self._pause(1.0)
                 continue
-            batch = [(_text(s), _text(eid), fields) for s, entries in reply or []
+            replies: Any = reply or []  # RESP2: [[stream, [(id, fields), ...]], ...]
+            batch = [(_text(s), _text(eid), fields) for s, entries in replies
                      for eid, fields in entries if fields is not None]
             if start == "0":
                 self._recheck_pending = False
@@ -155,8 +156,8 @@ class Consumer:
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id in settled:
             by_stream.setdefault(stream, []).append(entry_id)
-        for stream, ids in by_stream.items():
-            self.acked[stream] += int(await self.r.xack(stream, self.group, *ids))
+        for stream, entry_ids in by_stream.items():
+            self.acked[stream] += int(await self.r.xack(stream, self.group, *entry_ids))
         if self._recheck_pending:
             await self._pause(0.5)
 

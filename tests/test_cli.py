@@ -422,11 +422,12 @@ def test_usage_errors_and_help() -> None:
 
 
 def test_commands_are_registered_from_one_list() -> None:
-    """The lead adds `recompute` by appending one registration function to cli.COMMANDS."""
+    """A command is one registration function appended to cli.COMMANDS."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert list(sub.choices) == ["streams", "groups", "lag", "pending", "tail", "dlq", "logs"]
-    assert len(cli.COMMANDS) == 7
+    assert list(sub.choices) == ["streams", "groups", "lag", "pending", "tail", "dlq", "logs",
+                                 "recompute"]
+    assert len(cli.COMMANDS) == 8
 
 
 # --- logs: the seed's two SQL queries ------------------------------------------------------------
