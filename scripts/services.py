@@ -38,16 +38,26 @@ from tests import services as ts
 
 HOST = ts.HOST
 DEMO_DATABASE = "secretmagic_demo"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- children that die with the demo, in sessions of their own -----------------------------------
 
 
+def _load_prctl() -> Any:
+    try:  # resolved here, in the parent: the child between fork and exec only calls it
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: children are stopped by the demo only
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the demo dies (Linux), even by SIGKILL."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def child_options() -> dict[str, Any]:
