@@ -34,6 +34,10 @@ from settings import Settings, SettingsError, load_settings
 from store import Store, open_store
 
 log = logging.getLogger("secretmagic")
+# FastStream's own records about handler runs. It logs every handler exception with a traceback;
+# the delivery policy (app.consumer) already reports each outcome once, with its decision.
+BROKER_LOG = logging.getLogger("secretmagic.faststream")
+BROKER_LOG.addFilter(lambda record: not record.exc_info)
 
 
 def _startup_error(message: str) -> None:
@@ -51,7 +55,7 @@ def create_app(router: RedisRouter, settings: Settings, live: LiveConfig) -> Fas
         parser=parse_entry,
         middlewares=(RedisPrometheusMiddleware(registry=metrics.REGISTRY),),
         graceful_timeout=settings.shutdown_timeout,
-        logger=log,
+        logger=BROKER_LOG,
         log_level=logging.DEBUG,  # FastStream's per-message access log: debug only (costs ~1/3)
     )
     broker.include_router(router)
