@@ -1,0 +1,130 @@
+"""The real app (`faststream run app:app`) end to end: a raw `XADD` in, features and exploded BOM
+in a real MySQL-protocol store, `features_updated`/`bom_exploded` out; and the store cut off
+(a TCP relay the test controls) while an event is handled: retried, then done when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pymysql
+import pytest
+import redis
+from dirty_equals import IsInt, IsStr, IsUUID
+
+from scripts.services import StoreRelay
+from store import open_store, parse_dsn
+from tests import services
+from tests.harness import AppProcess, app_processes, config, job, messenger_env, write_config
+
+DAYS = 10
+
+
+@pytest.fixture
+def database(mysql_dsn: str) -> Iterator[str]:
+    server = parse_dsn(mysql_dsn)
+    name = f"sm_e2e_{uuid.uuid4().hex[:8]}"
+    admin = pymysql.connect(host=server.host, port=server.port, user=server.user or None,
+                            password=server.password, autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield mysql_dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{name}`")
+        admin.close()
+
+
+async def seed(dsn: str, client: str) -> None:
+    store = open_store(dsn)
+    try:
+        await store.create_tables()
+        await store.replace("sales", client, pl.DataFrame({
+            "product_id": ["p"] * DAYS,
+            "date": [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(DAYS)],
+            "qty": [float(i) for i in range(DAYS)], "amount": [2.0] * DAYS}))
+        await store.replace("bom", client, pl.DataFrame({
+            "parent_id": ["bike", "bike", "wheel"], "child_id": ["wheel", "frame", "spoke"],
+            "qty_per": [2.0, 1.0, 32.0]}))
+    finally:
+        await store.close()
+
+
+async def read(dsn: str, table: str, client: str) -> pl.DataFrame:
+    store = open_store(dsn)
+    try:
+        return await store.read(table, client)
+    finally:
+        await store.close()
+
+
+def outputs(r: redis.Redis, stream: str) -> list[dict[str, object]]:
+    return [{**{k.decode(): v.decode() for k, v in f.items()},
+             "data": json.loads(f[b"data"])} for _, f in r.xrange(stream)]
+
+
+def test_events_in_store_results_and_notifications_out(database: str, tmp_path: Path) -> None:
+    client = f"client-{uuid.uuid4().hex[:6]}"
+    asyncio.run(seed(database, client))
+    store_host = parse_dsn(database)
+    relay = StoreRelay(store_host.host, store_host.port).start()
+    with services.private_redis() as server:
+        r = redis.Redis(host=services.HOST, port=server.port)
+        streams = ["sales-updates", "stock-updates", "bom-updates", "products-updates"]
+        path = write_config(tmp_path / "config.yaml", config(streams))
+        env = {**messenger_env(server.url), "SECRETMAGIC_CONFIG": str(path),
+               "STORE_DSN": relay.dsn(database)}
+        app = AppProcess("app:app", env, tmp_path, "secretmagic")
+        with app_processes(app):
+            app.wait_output("consuming sales-updates")
+            r.xadd("sales-updates", job(client, "sales_updated", table_name="sales",
+                                        integration_id="int-1"))
+            r.xadd("bom-updates", job(client, "bom_updated", table_name="bom"))
+            services.wait_for(lambda: r.xlen("features-updates") == 1
+                              and r.xlen("bom-exploded") == 1, 30, "both notifications")
+
+            relay.cut()  # the store goes away while the next event is handled
+            late = job(client, "stock_updated", table_name="stock")
+            r.xadd("stock-updates", late)
+            app.wait_output("handler failed; will retry")
+            relay.restore()
+            services.wait_for(lambda: r.xlen("features-updates") == 2, 30, "handled after retry")
+            services.wait_for(lambda: all(
+                r.xpending(s, "secretmagic-group")["pending"] == 0 for s in streams), 10, "acked")
+            notes, boms = outputs(r, "features-updates"), outputs(r, "bom-exploded")
+        features = asyncio.run(read(database, "features", client))
+        exploded = asyncio.run(read(database, "bom_exploded", client))
+        dlq = r.xlen("secretmagic-group:dlq") if r.exists("secretmagic-group:dlq") else 0
+        r.close()
+    relay.close()
+
+    # 10 days of qty 0..9 with the default parameters, worked out by hand: ema_7/ema_28 and the
+    # two profiles on every day (4 x 10), ma_7/std_7 from day 7 (2 x 4), lag_1 (9), lag_7 (3);
+    # ma_28/std_28/lag_28 need more history and produce no rows.
+    expected_rows = 4 * DAYS + 2 * 4 + 9 + 3
+    assert features.height == expected_rows
+    for note in notes:
+        assert note == {"event_id": IsUUID(4), "event_type": "features_updated",
+                        "client_id": client, "timestamp": IsStr(regex=r".*Z"),
+                        "data": {"features_count": 11, "rows": expected_rows,
+                                 "feature_types": ["ema", "ma", "std", "lags", "seasonality"],
+                                 "processing_time_ms": IsInt(ge=0)}}
+    assert boms[0]["data"] == {"products_count": 1, "rows": 2, "processing_time_ms": IsInt(ge=0)}
+    by_key = {(row["feature"], row["date"].day): row["value"] for row in features.to_dicts()}
+    assert by_key[("ma_7", 7)] == pytest.approx(sum(range(7)) / 7)  # days 1..7: qty 0..6
+    assert by_key[("lag_7", 10)] == 2.0
+    assert exploded.to_dicts() == [
+        {"client_id": client, "product_id": "bike", "component_id": "frame", "quantity": 1.0,
+         "depth": 1},
+        {"client_id": client, "product_id": "bike", "component_id": "spoke", "quantity": 64.0,
+         "depth": 2}]
+    print(f"sent=3 handled=3 dead_lettered={dlq} lost=0 (one after a retry)")
+    assert dlq == 0
+    assert "deliveries=2" in app.output
