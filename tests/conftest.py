@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from tests import services
-from tests.harness import Keys
+from tests.harness import Keys, delete_minted_keys
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,8 @@ def redis_url() -> Iterator[str]:
     yield url
     if server:
         server.close()
+    else:  # a shared Redis: leave it as it was found
+        delete_minted_keys(url)
 
 
 @pytest.fixture(scope="session")

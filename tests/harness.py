@@ -34,11 +34,28 @@ FAST = {  # policy values that make delivery tests quick; the defaults suit prod
     "claim_interval_ms": 100,
     "claim_idle_ms": 1500,
     "backoff": {"base_ms": 100, "factor": 2.0, "max_ms": 2000, "jitter": 0.0},
+    "dedup_window_s": 300,  # the seen-keys of test events expire soon on a shared Redis
 }
 
 
+MINTED: set[str] = set()  # the suffixes unique() handed out: their keys are deleted at the end
+
+
 def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    token = uuid.uuid4().hex[:8]
+    MINTED.add(token)
+    return f"{prefix}-{token}"
+
+
+def delete_minted_keys(url: str) -> int:
+    """Delete the keys of a shared Redis that carry a suffix this session minted."""
+    client = redis.Redis.from_url(url)
+    doomed = [key for key in client.scan_iter(count=1000)
+              if any(token in key.decode(errors="replace") for token in MINTED)]
+    for i in range(0, len(doomed), 500):
+        client.delete(*doomed[i:i + 500])
+    client.close()
+    return len(doomed)
 
 
 class Keys:

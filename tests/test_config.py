@@ -255,8 +255,8 @@ def test_a_storm_of_rewrites_ends_on_the_last_valid_version(redis_url: str,
 
 
 def _routed(r: redis.Redis, stream: str, probe: dict[str, str], target: str) -> bool:
-    if not r.hexists("probe-sent", probe["event_id"]):
-        r.hset("probe-sent", probe["event_id"], 1)
+    if not r.hexists(f"{stream}:probe-sent", probe["event_id"]):
+        r.hset(f"{stream}:probe-sent", probe["event_id"], 1)
         r.xadd(stream, probe)
     done = r.xrange(target)
     return any(json.loads(f[b"data"])["job"] == probe["event_id"] for _, f in done)
