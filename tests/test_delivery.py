@@ -22,13 +22,18 @@ from faststream.redis import RedisRouter
 
 from app import dlq, monitor
 from app.broker import stream_subscriber
+from app.config import Config
 from app.errors import FatalError, RetryableError
 from app.events import MAX_ENTRY_BYTES, Event
 from app.outbox import Outbox
-from tests import services
-from tests.harness import config, job, unique, wait_until, worker
+from tests import harness, services
+from tests.harness import job, unique, wait_until, worker
 
-GROUP = "secretmagic-group"
+GROUP = unique("test-group")  # not the real group: a developer's Redis keeps its DLQ
+
+
+def config(streams: list[str], **policy: Any) -> Config:
+    return harness.config(streams, **{"group": GROUP, **policy})
 
 
 class Recorder:
@@ -380,7 +385,7 @@ async def test_competing_consumers_share_and_groups_each_get_everything(
     sent = [job(f"c{i}") for i in range(200)]
     async with worker(a.router(stream), redis_url, config([stream]), "a"), \
             worker(b.router(stream), redis_url, config([stream]), "b"), \
-            worker(other.router(stream), redis_url, config([stream], group="analytics-group"),
+            worker(other.router(stream), redis_url, harness.config([stream], group=unique("a")),
                    "x"):
         for fields in sent:
             await r.xadd(stream, fields)
