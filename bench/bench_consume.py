@@ -14,10 +14,11 @@ XPENDING is empty (consumed *and* acknowledged).
 - raw:              XREADGROUP COUNT 100 + one XACK per batch (the floor; no framework).
 - fs-single:        FastStream 0.7.8 `@broker.subscriber(stream=StreamSub(name, group, consumer,
                     max_records=100))`, one handler call and one XACK per entry.
-- fs-batch:         the same with `StreamSub(..., batch=True, max_records=100)`: one handler call
+- fs-single-log:    fs-single with FastStream's access log on (INFO, formatted, to /dev/null).
+- fs-batch:         fs-single with `StreamSub(..., batch=True, max_records=100)`: one handler call
                     and one XACK per 100 entries.
-                    Both FastStream brokers have `log_level=logging.DEBUG`, which turns its
-                    per-message access log off (it costs about a third of single throughput).
+                    These bare FastStream brokers have `log_level=logging.DEBUG`, which turns
+                    its per-message access log off (fs-single-log shows what it costs).
 - sm-*:             secretmagic: the app's `Broker` (flat wire format via `parse_entry`, the
                     RedisPrometheusMiddleware, access log off, as in app.main.create_app) fed by
                     `StreamConsumer` with its full policy: decode, duplicate check (MGET),
