@@ -42,7 +42,8 @@ async def parse_entry(
 ) -> StreamMessage[Any]:
     """A stream entry → a message whose body is the validated Event as JSON."""
     fields = msg["data"]
-    if bDATA_KEY in fields:  # FastStream's envelope around a JSON object of the same fields
+    event: Event | None = msg.get("event")  # app.consumer has decoded it already
+    if event is None and bDATA_KEY in fields:  # FastStream's envelope around the same fields
         message = await original(msg)
         try:
             fields = json.loads(message.body)
@@ -56,7 +57,8 @@ async def parse_entry(
             raw_message=msg, body=b"", content_type="application/json",
             message_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
             consumer=FAKE_CONSUMER, group=None)
-    event = events.decode(fields)
+    if event is None:
+        event = events.decode(fields)
     message.body = event.model_dump_json().encode()
     message.headers = {"event_type": event.event_type, "client_id": event.client_id,
                        "event_id": str(event.event_id)}
@@ -174,7 +176,7 @@ def stream_subscriber(broker: RedisBroker | RedisRouter, stream: str, event_type
         title=f"{stream}:{event_type}",
     )
 
-    def wants(message: StreamMessage[Any]) -> bool:
+    async def wants(message: StreamMessage[Any]) -> bool:  # async: FastStream threads sync ones
         return bool(message.headers.get("event_type") == event_type)
 
     def register(func: Callable[..., Any]) -> Any:

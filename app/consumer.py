@@ -39,12 +39,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.exceptions import SubscriberNotFound
-from faststream.redis.message import DefaultStreamMessage
 from redis import exceptions as rx
 from redis.asyncio import Redis
 
@@ -57,7 +56,7 @@ from app.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNE
 log = logging.getLogger("secretmagic")
 
 Fields = Mapping[bytes, bytes]
-Handler = Callable[[DefaultStreamMessage], Awaitable[Any]]
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 CLEANUP_EVERY_S = 60.0
 
 
@@ -113,6 +112,7 @@ class StreamConsumer:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, set[asyncio.Task[None]]] = {}  # handler runs per stream
         self._slots: dict[str, _Slots] = {}
+        self._acks = _Batcher(self._ack_together)
         self._claimer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._groups_ready: set[str] = set()
@@ -390,9 +390,10 @@ class StreamConsumer:
     async def _dispatch(self, d: Delivery) -> None:
         started = time.perf_counter()
         try:
-            await self.handlers[d.stream](DefaultStreamMessage(
-                type="stream", channel=d.stream, message_ids=[d.entry_id.encode()],
-                data=dict(d.fields)))
+            # A stream entry as FastStream's own reader passes it, plus the decoded event.
+            await self.handlers[d.stream]({
+                "type": "stream", "channel": d.stream, "message_ids": [d.entry_id.encode()],
+                "data": dict(d.fields), "event": d.event})
         except (FatalError, SubscriberNotFound) as exc:
             error: BaseException = exc
             if isinstance(exc, SubscriberNotFound):
@@ -406,21 +407,28 @@ class StreamConsumer:
             await self._ack(d, time.perf_counter() - started)
 
     async def _ack(self, d: Delivery, seconds: float) -> None:
-        policy = self.policy
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xack(d.stream, self.group, *[x.entry_id for x in d.all])
-            pipe.hdel(self._errors_key, *[f"{x.stream}/{x.entry_id}" for x in d.all])
-            if policy.dedup_window_s:
-                for x in d.all:
-                    assert x.event
-                    pipe.set(self._seen_key(x.event), x.entry_id, nx=True,
-                             ex=policy.dedup_window_s)
-            await pipe.execute()
+        await self._acks.add(d.all)  # returns once this run's entries are acked in Redis
         HANDLE_SECONDS.labels(d.stream).observe(seconds)
         EVENTS.labels(d.stream, "handled").inc()
         if d.riders:
             EVENTS.labels(d.stream, "coalesced").inc(len(d.riders))
         log.info("event handled", extra=self._ctx(**d.context(duration_ms=round(seconds * 1e3, 1))))
+
+    async def _ack_together(self, done: list[Delivery]) -> None:
+        """One round trip for every run that finished in the same loop tick: XACK per stream,
+        remember each event_id, forget recorded errors of retried entries."""
+        policy = self.policy
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in {d.stream for d in done}:
+                pipe.xack(stream, self.group, *[d.entry_id for d in done if d.stream == stream])
+            retried = [f"{d.stream}/{d.entry_id}" for d in done if d.deliveries > 1]
+            if retried:
+                pipe.hdel(self._errors_key, *retried)
+            if policy.dedup_window_s:
+                for d in done:
+                    pipe.set(self._seen_key(d.event), d.entry_id, nx=True,
+                             ex=policy.dedup_window_s)
+            await pipe.execute()
 
     async def _failed(self, d: Delivery, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -484,6 +492,43 @@ class StreamConsumer:
                 "context": {"group": self.group, "consumer": self.consumer, **context}}
 
 
+class _Batcher:
+    """Collects the items added during one event-loop tick and hands them to `flush` together;
+    each `add` returns when its batch is flushed (or raises what the flush raised)."""
+
+    def __init__(self, flush: Callable[[list[Delivery]], Coroutine[Any, Any, None]]) -> None:
+        self.flush = flush
+        self._waiting: list[tuple[list[Delivery], asyncio.Future[None]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def add(self, items: list[Delivery]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((items, future))
+        if len(self._waiting) == 1:
+            asyncio.get_running_loop().call_soon(self._start)
+        await future
+
+    def _start(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self.flush([item for items, _ in batch for item in items]))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+        def settle(done: asyncio.Future[None]) -> None:
+            for _, future in batch:
+                if future.done():
+                    continue
+                if done.cancelled():
+                    future.cancel()
+                elif done.exception():
+                    future.set_exception(done.exception())  # type: ignore[arg-type]
+                else:
+                    future.set_result(None)
+
+        task.add_done_callback(settle)
+
+
 class _Slots:
     """At most `limit()` handler runs at once; the limit is read live (hot reload)."""
 
@@ -496,11 +541,13 @@ class _Slots:
         async with self._changed:
             await self._changed.wait_for(lambda: self.running < self.limit())
             self.running += 1
+            if self.running < self.limit():
+                self._changed.notify(1)  # room for more (the limit was raised): pass it on
 
     async def __aexit__(self, *exc: object) -> None:
         async with self._changed:
             self.running -= 1
-            self._changed.notify_all()
+            self._changed.notify(1)  # one slot freed: wake one waiter, not all
 
 
 def _coalesce(batch: list[Delivery]) -> list[Delivery]:
