@@ -17,7 +17,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from faststream import FastStream
 from faststream.redis import RedisRouter
@@ -29,6 +30,7 @@ from app import logs, metrics, monitor
 from app.broker import Broker, parse_entry
 from app.config import ConfigError, LiveConfig
 from app.consumer import StreamConsumer
+from app.errors import FatalError, RetryableError
 from app.outbox import Outbox, OutboxDrainer
 from settings import Settings, SettingsError, load_settings
 from store import Store, open_store
@@ -40,9 +42,12 @@ BROKER_LOG = logging.getLogger("secretmagic.faststream")
 BROKER_LOG.addFilter(lambda record: not record.exc_info)
 
 
-def _startup_error(message: str) -> None:
-    print(f"secretmagic: {message}", file=sys.stderr)
-    raise SystemExit(2)
+def _startup_error(message: str) -> NoReturn:
+    """One clear line and exit 2. Not SystemExit: raised inside FastStream's task group it comes
+    back as an exception group that asyncio logs at length."""
+    print(f"secretmagic: {message}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(2)
 
 
 def create_app(router: RedisRouter, settings: Settings, live: LiveConfig) -> FastStream:
@@ -60,20 +65,20 @@ def create_app(router: RedisRouter, settings: Settings, live: LiveConfig) -> Fas
     )
     broker.include_router(router)
     app = FastStream(broker, logger=log)
-    rt = Runtime(settings, live, broker)
+    rt = Runtime(settings, live, broker, stop=app.exit)
     app.on_startup(rt.start_services)
     app.after_startup(rt.start_consuming)
     app.on_shutdown(rt.stop_consuming)
     app.after_shutdown(rt.close_services)
-    app.context.set_global("runtime", rt)
     return app
 
 
 class Runtime:
     """What the process runs besides the broker; built at startup, torn down at shutdown."""
 
-    def __init__(self, settings: Settings, live: LiveConfig, broker: Broker) -> None:
-        self.settings, self.live, self.broker = settings, live, broker
+    def __init__(self, settings: Settings, live: LiveConfig, broker: Broker,
+                 stop: Callable[[], None]) -> None:
+        self.settings, self.live, self.broker, self.stop = settings, live, broker, stop
         self.messenger = settings.messenger
         self.store: Store | None = None
         self.consumer: StreamConsumer | None = None
@@ -96,8 +101,13 @@ class Runtime:
                                           buffer=settings.logs_buffer)
             await self.sink.start()
             logs.install(self.sink)
-        self.store = open_store(settings.store_dsn.get_secret_value())
-        await self.store.create_tables()
+        try:
+            self.store = open_store(settings.store_dsn.get_secret_value())
+            await self.store.create_tables()
+        except (RetryableError, FatalError, ValueError) as exc:
+            # Without its tables the store would turn every event into an error: stop here and
+            # let the supervisor restart us (with its own backoff) rather than dead-letter them.
+            _startup_error(f"the store (STORE_DSN) is not usable: {exc}")
         self.broker.context.set_global("store", self.store)
         self.broker.context.set_global("config", self.live)
         if self.messenger is None:
@@ -137,7 +147,7 @@ class Runtime:
             self.drainer.start(client)
             self.consumer = StreamConsumer(
                 client, self.live, settings.secretmagic_consumer, self.broker.handlers(),
-                redis_label=self.label, on_fatal=lambda _: self._exit())
+                redis_label=self.label, on_fatal=lambda _: self.stop())
             await self.consumer.start()
             collector = metrics.StreamCollector(
                 monitor.connect(self.messenger, timeout=2),
@@ -157,11 +167,6 @@ class Runtime:
         if consumer:
             health.details["streams"] = consumer.streams()
             health.details["consumer"] = consumer.consumer
-
-    def _exit(self) -> None:
-        app = self.broker.context.get("app")
-        if app is not None:
-            app.exit()
 
     async def stop_consuming(self) -> None:
         loop = asyncio.get_running_loop()
@@ -200,5 +205,4 @@ def load() -> tuple[Settings, LiveConfig]:
         return settings, LiveConfig(settings.secretmagic_config)
     except (SettingsError, ConfigError) as exc:
         _startup_error(str(exc))
-        raise
 

@@ -185,6 +185,8 @@ def test_password_file_works_and_never_shows(tmp_path: Path) -> None:
     ("MESSENGER_DB", "-1", "MESSENGER_DB: Input should be greater than or equal to 0"),
     ("MESSENGER_PASSWORD", "/run/secrets/missing", "MESSENGER_PASSWORD: is a path but no such"),
     ("METRICS_PORT", "70000", "METRICS_PORT: Input should be less than or equal to 65535"),
+    ("STORE_DSN", "mysql://root:hunter2@127.0.0.1:1/db", "the store (STORE_DSN) is not usable"),
+    ("STORE_DSN", "postgres://x/y", "the store (STORE_DSN) is not usable"),
 ])
 def test_bad_environment_is_a_clear_startup_error(redis_url: str, tmp_path: Path, variable: str,
                                                   value: str, message: str) -> None:
@@ -192,6 +194,7 @@ def test_bad_environment_is_a_clear_startup_error(redis_url: str, tmp_path: Path
     with app_processes(AppProcess(TARGET, env, tmp_path, "bad")) as (p,):
         code = p.wait(30)
     assert code != 0 and message in p.output and "Traceback" not in p.output
+    assert "hunter2" not in p.output
 
 
 def test_messenger_off_starts_without_redis(tmp_path: Path) -> None:
