@@ -1,6 +1,7 @@
 # Two set-up commands for a newcomer: `make demo` and `make test`. Each creates .venv, installs
 # what is missing (skipping work already done) and uses configured or local services, else starts
 # private/embedded ones (tests/services.py; the demo says which it uses).
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
