@@ -173,7 +173,7 @@ class LiveConfig:
         except ConfigError as exc:
             _count_reload("rejected")
             log.error("configuration rejected, keeping the last good one: %s", exc,
-                      extra={"category": "config", "context": {"path": str(self.path)}})
+                      extra={"category": "messenger", "context": {"path": str(self.path)}})
             return False
         old = self.current
         old_group = old.messenger.subscriber.consumer_group
@@ -181,7 +181,7 @@ class LiveConfig:
             log.warning(
                 "consumer_group change to %r applies on restart only; still using %r",
                 new.messenger.subscriber.consumer_group, old_group,
-                extra={"category": "config", "context": {"path": str(self.path)}},
+                extra={"category": "messenger", "context": {"path": str(self.path)}},
             )
             subscriber = new.messenger.subscriber.model_copy(update={"consumer_group": old_group})
             messenger = new.messenger.model_copy(update={"subscriber": subscriber})
@@ -191,7 +191,7 @@ class LiveConfig:
         self.current = new
         self.reloads += 1
         _count_reload("applied")
-        log.info("configuration reloaded", extra={"category": "config",
+        log.info("configuration reloaded", extra={"category": "messenger",
                                                   "context": {"path": str(self.path)}})
         for listener in self._listeners:
             await listener(old, new)
@@ -222,7 +222,7 @@ class LiveConfig:
                 await self._safe_reload()
         except Exception as exc:  # no inotify here (or it failed): poll instead
             log.warning("file watcher unavailable (%s); polling %s", exc, self.path,
-                        extra={"category": "config", "context": {}})
+                        extra={"category": "messenger", "context": {}})
             while True:
                 await asyncio.sleep(0.25)
                 await self._safe_reload()
@@ -232,7 +232,7 @@ class LiveConfig:
             await self.reload()
         except Exception:
             log.exception("applying the configuration failed",
-                          extra={"category": "config", "context": {"path": str(self.path)}})
+                          extra={"category": "messenger", "context": {"path": str(self.path)}})
 
 
 def _count_reload(result: str) -> None:

@@ -388,6 +388,7 @@ class StreamConsumer:
             self.inflight.difference_update((x.stream, x.entry_id) for x in d.all)
 
     async def _dispatch(self, d: Delivery) -> None:
+        log.debug("event received", extra=self._ctx(**d.context()))
         started = time.perf_counter()
         try:
             # A stream entry as FastStream's own reader passes it, plus the decoded event.
