@@ -338,19 +338,22 @@ def groups(r: redis.Redis, stream: str, cap: int = LAG_CAP) -> list[GroupInfo]:
     return sorted(result, key=lambda g: g.name)
 
 
-def _nogroup(exc: redis.ResponseError) -> bool:
-    return str(exc).startswith("NOGROUP")
+@contextlib.contextmanager
+def _group_of(stream: str, group: str) -> Iterator[None]:
+    """Turn Redis' NOGROUP reply into NoSuchGroup for this stream and group."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if str(exc).startswith("NOGROUP"):
+            raise NoSuchGroup(stream, group) from None
+        raise
 
 
 def consumers(r: redis.Redis, stream: str, group: str) -> list[ConsumerInfo]:
     """The consumers of a group (Redis 7.0 lists a consumer only once it was handed an entry)."""
     _require_stream(r, stream)
-    try:
+    with _group_of(stream, group):
         raw: Any = r.xinfo_consumers(stream, group)
-    except redis.ResponseError as exc:
-        if _nogroup(exc):
-            raise NoSuchGroup(stream, group) from None
-        raise
     return sorted(
         (
             ConsumerInfo(
@@ -397,12 +400,8 @@ def lag(r: redis.Redis, cap: int = LAG_CAP) -> list[GroupLag]:
 def pending_summary(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP) -> PendingSummary:
     """XPENDING's summary form: how many, the id range, per consumer."""
     _require_stream(r, stream)
-    try:
+    with _group_of(stream, group):
         raw: Any = r.xpending(stream, group)
-    except redis.ResponseError as exc:
-        if _nogroup(exc):
-            raise NoSuchGroup(stream, group) from None
-        raise
     return PendingSummary(
         stream=stream,
         group=group,
@@ -418,12 +417,8 @@ def pending(
 ) -> list[PendingEntry]:
     """The oldest `count` pending entries (XPENDING extended form): idle time, deliveries."""
     _require_stream(r, stream)
-    try:
+    with _group_of(stream, group):
         raw: Any = r.xpending_range(stream, group, min="-", max="+", count=count)
-    except redis.ResponseError as exc:
-        if _nogroup(exc):
-            raise NoSuchGroup(stream, group) from None
-        raise
     return [
         PendingEntry(
             entry_id=text(p["message_id"]),

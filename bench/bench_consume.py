@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import logging
 import os
 import pstats
@@ -126,21 +127,11 @@ async def raw(run: Run, r: aioredis.Redis) -> float:
     return time.perf_counter() - started
 
 
-async def fs_single(run: Run, r: aioredis.Redis) -> float:
-    broker = RedisBroker(run.url, logger=QUIET, log_level=logging.DEBUG)  # DEBUG: access log off
-
-    @broker.subscriber(stream=StreamSub(run.stream, group=run.group, consumer="fs-1",
-                                        max_records=100))
-    async def handle(msg: RedisStreamMessage) -> None:
-        events.decode(msg.raw_message["data"])
-        run.counted()
-
-    return await _faststream(broker, run, r)
-
-
-async def fs_single_log(run: Run, r: aioredis.Redis) -> float:
-    """fs-single with FastStream's access log on (INFO, formatted and written to /dev/null)."""
-    broker = RedisBroker(run.url, logger=ACCESS, log_level=logging.INFO)
+async def fs_single(run: Run, r: aioredis.Redis, access_log: bool = False) -> float:
+    """One handler call per entry; `access_log`: FastStream's per-message log on (INFO,
+    formatted and written to /dev/null) instead of off (DEBUG)."""
+    broker = RedisBroker(run.url, logger=ACCESS if access_log else QUIET,
+                         log_level=logging.INFO if access_log else logging.DEBUG)
 
     @broker.subscriber(stream=StreamSub(run.stream, group=run.group, consumer="fs-1",
                                         max_records=100))
@@ -215,7 +206,7 @@ def secretmagic(batch_size: int, concurrency: int) -> Callable[[Run, aioredis.Re
 CONTENDERS: dict[str, Callable[[Run, aioredis.Redis], Awaitable[float]]] = {
     "raw": raw,
     "fs-single": fs_single,
-    "fs-single-log": fs_single_log,
+    "fs-single-log": functools.partial(fs_single, access_log=True),
     "fs-batch": fs_batch,
     "sm-single": secretmagic(1, 1),
     "sm-default": secretmagic(10, 4),

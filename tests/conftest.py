@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import pymysql
 import pytest
 import redis
 
+from store import parse_dsn
 from tests import services
 from tests.harness import Keys, delete_minted_keys
 
@@ -27,6 +30,23 @@ def mysql_dsn() -> Iterator[str]:
     yield dsn
     if server:
         server.close()
+
+
+@pytest.fixture
+def mysql_database(mysql_dsn: str) -> Iterator[str]:
+    """The DSN of a database of this test's own on the session's MySQL-protocol server."""
+    server = parse_dsn(mysql_dsn)
+    name = f"sm_test_{uuid.uuid4().hex[:8]}"
+    admin = pymysql.connect(host=server.host, port=server.port, user=server.user or None,
+                            password=server.password, autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield mysql_dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
 
 
 @pytest.fixture(scope="session")

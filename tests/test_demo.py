@@ -13,13 +13,9 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import pymysql
 import pytest
 from dirty_equals import IsInt, IsPositiveInt, IsStr
 
@@ -85,30 +81,12 @@ def assert_common(s: dict[str, Any]) -> None:
     assert set(s["exit_codes"].values()) == {0}
 
 
-@pytest.fixture
-def demo_database(mysql_dsn: str) -> Iterator[str]:
-    """A MySQL-protocol database of this test's own on the session's server."""
-    parts = urlsplit(mysql_dsn)
-    name = f"sm_demo_{uuid.uuid4().hex[:8]}"
-    admin = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
-                            user=parts.username or "root", password=parts.password or "",
-                            autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
-    try:
-        yield mysql_dsn.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-
-
 @pytest.mark.timeout(170)
-def test_demo_two_instances_on_a_store_server(tmp_path: Path, demo_database: str,
+def test_demo_two_instances_on_a_store_server(tmp_path: Path, mysql_database: str,
                                               pg_dsn: str) -> None:
     with services.private_redis() as redis_server:
         s = run_demo(tmp_path, MESSENGER_HOST=services.HOST,
-                     MESSENGER_PORT=str(redis_server.port), STORE_DSN=demo_database,
+                     MESSENGER_PORT=str(redis_server.port), STORE_DSN=mysql_database,
                      LOGS_DSN=pg_dsn)
     assert s["mode"] == "two instances on a shared store server"
     assert s["services"]["redis"].startswith("configured (MESSENGER_*)")

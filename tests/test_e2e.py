@@ -9,11 +9,9 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
-import pymysql
 import pytest
 import redis
 from dirty_equals import IsInt, IsStr, IsUUID
@@ -24,22 +22,6 @@ from tests import services
 from tests.harness import AppProcess, app_processes, config, job, messenger_env, write_config
 
 DAYS = 10
-
-
-@pytest.fixture
-def database(mysql_dsn: str) -> Iterator[str]:
-    server = parse_dsn(mysql_dsn)
-    name = f"sm_e2e_{uuid.uuid4().hex[:8]}"
-    admin = pymysql.connect(host=server.host, port=server.port, user=server.user or None,
-                            password=server.password, autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
-    try:
-        yield mysql_dsn.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE `{name}`")
-        admin.close()
 
 
 async def seed(dsn: str, client: str) -> None:
@@ -70,8 +52,9 @@ def outputs(r: redis.Redis, stream: str) -> list[dict[str, object]]:
              "data": json.loads(f[b"data"])} for _, f in r.xrange(stream)]
 
 
-def test_events_in_store_results_and_notifications_out(database: str, tmp_path: Path) -> None:
+def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_path: Path) -> None:
     client = f"client-{uuid.uuid4().hex[:6]}"
+    database = mysql_database
     asyncio.run(seed(database, client))
     store_host = parse_dsn(database)
     relay = StoreRelay(store_host.host, store_host.port).start()
