@@ -187,8 +187,7 @@ class StreamConsumer:
                      extra=self._ctx(stream=stream))
             task = self._readers.pop(stream)
             await asyncio.wait([task])  # the loop sees it was removed and returns
-            if self._work[stream]:
-                await asyncio.wait(self._work[stream])
+            # Its handler runs go on to their ack; the watcher is not held up by a slow one.
         if self._readers and self._claimer is None:
             self._claimer = asyncio.create_task(self._claim_loop(), name="claim")
         elif not self._readers and self._claimer is not None:
