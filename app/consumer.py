@@ -116,6 +116,7 @@ class StreamConsumer:
         self._claimer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._groups_ready: set[str] = set()
+        self._errors: dict[str, str] = {}  # stream -> the error last logged for it
         self._last_cleanup = time.monotonic()
         live.subscribe(self._on_config)
 
@@ -289,20 +290,17 @@ class StreamConsumer:
                             stream, text.split("\n")[0], extra=self._ctx(stream=stream))
                 GROUP_RECREATED.labels(stream).inc()
                 self._groups_ready.discard(stream)
-                return None
-            if "NOAUTH" in text or "WRONGPASS" in text:
+            elif "NOAUTH" in text or "WRONGPASS" in text:
                 self._fatal(f"Redis at {self.redis_label} requires a valid password: {text}")
-            raise
+            else:
+                await self._stuck(stream, exc)  # e.g. WRONGTYPE: the key is not a stream
         except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
             self._outage(exc)
             await self._pause(1.0)
-            return None
-        except Exception:
-            # A bug must not end the loop (the entries stay pending and are retried).
-            log.exception("consumer error on %s", stream, extra=self._ctx(stream=stream))
-            await self._pause(1.0)
-            return None
+        except Exception as exc:
+            await self._stuck(stream, exc)  # a bug: the entries stay pending and are retried
         else:
+            self._errors.pop(stream, None)
             if self.redis_ok is not True:
                 if self.redis_ok is False:
                     RECONNECTS.inc()
@@ -311,6 +309,16 @@ class StreamConsumer:
                 self.redis_ok = True
             return result
         return None
+
+    async def _stuck(self, stream: str, exc: Exception) -> None:
+        """Log what keeps a stream from progressing (once per distinct error), then wait."""
+        text = f"{type(exc).__name__}: {exc}"
+        if self._errors.get(stream) != text:
+            self._errors[stream] = text
+            log.error("consuming %s is stuck: %s; retrying every second", stream, text,
+                      exc_info=not isinstance(exc, rx.ResponseError),
+                      extra=self._ctx(stream=stream))
+        await self._pause(1.0)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

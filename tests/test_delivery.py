@@ -489,3 +489,19 @@ async def test_outputs_published_while_redis_is_down_arrive_when_it_returns(
         print(f"sent=1 handled={sum(rec.handled.values())} outputs={len(outputs)} lost=0")
         assert outputs == [fields["event_id"]] * 2  # at least once: the first via the outbox
         await r.aclose()
+
+
+async def test_a_key_that_is_not_a_stream_is_reported_once_and_recovered(
+        r: aioredis.Redis, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    stream, rec = unique("wrongtype"), Recorder()
+    await r.set(stream, "an integrator's mistake")
+    async with worker(rec.router(stream), redis_url, config([stream])) as w:
+        await wait_until(lambda: _value(any("is stuck" in m.getMessage()
+                                            for m in caplog.records)), 10, "reported")
+        await r.delete(stream)  # the operator fixes it
+        fields = job()
+        await r.xadd(stream, fields)
+        await rec.wait_handled(1)
+        assert w.running
+    stuck = [m for m in caplog.records if "is stuck" in m.getMessage()]
+    assert len(stuck) == 1 and "WRONGTYPE" in stuck[0].getMessage()
