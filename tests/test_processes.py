@@ -205,3 +205,40 @@ def test_messenger_off_starts_without_redis(tmp_path: Path) -> None:
         p.signal(signal.SIGTERM)
         assert p.wait(20) == 0
     assert p.output.count("messenger off") == 1
+
+
+def test_second_signal_exits_at_once_leaving_work_pending(redis_url: str, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix = unique("twice"), unique("rec")
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix), "RECORDER_WORK_MS": "60000",
+           "SHUTDOWN_TIMEOUT": "60"}
+    with app_processes(AppProcess(TARGET, env, tmp_path, "stubborn")) as (w,):
+        w.wait_output(f"consuming {stream}")
+        r.xadd(stream, job())
+        wait(lambda: r.hlen(f"{prefix}:attempts") == 1, 20, "a handler running")
+        w.signal(signal.SIGTERM)
+        w.wait_output("in-flight handlers get 60 s")
+        started = time.monotonic()
+        w.signal(signal.SIGINT)
+        code = w.wait(20)
+    print(f"second signal: exit={code} after {time.monotonic() - started:.2f}s")
+    assert code == 130 and "exiting now" in w.output
+    assert r.xpending(stream, "secretmagic-group")["pending"] == 1  # for another instance
+
+
+def test_redis_unreachable_at_start_then_the_app_connects(tmp_path: Path) -> None:
+    server = services.PrivateRedis()  # not started yet
+    stream, prefix = unique("late"), unique("rec")
+    env = recorder_env(server.url, tmp_path, stream, prefix)
+    try:
+        with app_processes(AppProcess(TARGET, env, tmp_path, "early")) as (w,):
+            w.wait_output("is unreachable")
+            w.wait_output("FastStream app started")
+            server.start()
+            r = redis.Redis(host=services.HOST, port=server.port)
+            r.xadd(stream, job())
+            wait(lambda: r.hlen(f"{prefix}:handled") == 1, 30, "handled once Redis came")
+            assert w.proc and w.proc.poll() is None
+        assert "is reachable again" in w.output
+    finally:
+        server.close()
