@@ -31,7 +31,7 @@ from app.broker import Broker, parse_entry
 from app.config import ConfigError, LiveConfig
 from app.consumer import StreamConsumer
 from app.errors import FatalError, RetryableError
-from app.outbox import Outbox, OutboxDrainer
+from app.outbox import Outbox, OutboxDrainer, OutboxLocked
 from settings import Settings, SettingsError, load_settings
 from store import Store, open_store
 
@@ -139,7 +139,10 @@ class Runtime:
         collector = None
         if self.messenger is not None:
             settings, client = self.settings, self.broker.client
-            box = Outbox(settings.outbox_path, settings.outbox_max_entries)
+            try:
+                box = Outbox(settings.outbox_path, settings.outbox_max_entries)
+            except (OutboxLocked, OSError) as exc:
+                _startup_error(f"the outbox (OUTBOX_PATH) is not usable: {exc}")
             publishing = self.broker.publishing
             publishing.box, publishing.live = box, self.live
             publishing.strict = settings.outbox_strict

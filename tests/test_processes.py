@@ -197,6 +197,20 @@ def test_bad_environment_is_a_clear_startup_error(redis_url: str, tmp_path: Path
     assert "hunter2" not in p.output
 
 
+def test_two_instances_on_one_outbox_file_is_a_clear_startup_error(
+        redis_url: str, tmp_path: Path) -> None:
+    stream, prefix = unique("box"), unique("rec")
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix),
+           "OUTBOX_PATH": str(tmp_path / "shared.sqlite3")}
+    first = AppProcess(TARGET, env, tmp_path, "first")
+    with app_processes(first):
+        first.wait_output(f"consuming {stream}")
+        with app_processes(AppProcess(TARGET, env, tmp_path, "second")) as (second,):
+            code = second.wait(30)
+    assert code == 2 and "the outbox (OUTBOX_PATH) is not usable" in second.output
+    assert "give each instance" in second.output and "Traceback" not in second.output
+
+
 def test_messenger_off_starts_without_redis(tmp_path: Path) -> None:
     path = write_config(tmp_path / "config.yaml", config(["x"]))
     env = {"SECRETMAGIC_CONFIG": str(path), "RECORDER_STREAMS": "x"}
