@@ -13,9 +13,7 @@ import argparse
 import random
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +21,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's top-level modules
 
 from bom import _check_acyclic, _validated, explode
+from tests.reference import naive_explode
 
 LEVEL_SHARES = [1, 2, 3, 4, 4, 4, 8]  # relative node count per level, tops first, leaves last
 
@@ -46,30 +45,6 @@ def random_bom(n_edges: int, seed: int = 0) -> pl.DataFrame:
     return pl.DataFrame(
         {"parent_id": [p for p, _ in pairs], "child_id": [c for _, c in pairs], "qty_per": qty}
     )
-
-
-def naive(edges: pl.DataFrame) -> dict[tuple[str, str], tuple[float, int]]:
-    """(product, leaf) -> (quantity, depth) by recursion over a dict of children, memoised."""
-    children: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for parent, child, qty in edges.iter_rows():
-        children[parent][child] += qty
-
-    @cache
-    def below(node: str) -> dict[str, tuple[float, int]]:
-        out: dict[str, tuple[float, int]] = {}
-        for child, qty in children[node].items():
-            reached = below(child) if child in children else {child: (1.0, 0)}
-            for leaf, (leaf_qty, depth) in reached.items():
-                total, deepest = out.get(leaf, (0.0, 0))
-                out[leaf] = (total + qty * leaf_qty, max(deepest, depth + 1))
-        return out
-
-    all_children = {child for kids in children.values() for child in kids}
-    return {
-        (top, leaf): found
-        for top in set(children) - all_children
-        for leaf, found in below(top).items()
-    }
 
 
 def check_same(exploded: pl.DataFrame, expected: dict[tuple[str, str], tuple[float, int]]) -> None:
@@ -101,13 +76,13 @@ def main() -> None:
 
     edges = random_bom(args.edges)
     exploded = explode(edges)
-    check_same(exploded, naive(edges))
+    check_same(exploded, naive_explode(edges))
     graph = _validated(edges)
 
     best = best_of(
         args.repeats,
         ("polars explode", lambda: explode(edges)),
-        ("naive recursion", lambda: naive(edges)),
+        ("naive recursion", lambda: naive_explode(edges)),
         ("  of which Kahn cycle check", lambda: _check_acyclic(graph)),
     )
     tops, deepest = exploded.select(pl.col("product_id").n_unique(), pl.max("depth")).row(0)
