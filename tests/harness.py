@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,16 @@ def job(client_id: str | None = None, event_type: str = "job", **data: Any) -> d
             "timestamp": "2025-11-22T14:00:00Z", "data": json.dumps(data)}
 
 
-async def wait_until(condition: Callable[[], Awaitable[Any]], timeout: float = 20.0,
+async def wait_until(condition: Callable[[], Any], timeout: float = 20.0,
                      what: str = "condition") -> Any:
+    """Poll `condition` (a value or an awaitable of one) without blocking the event loop until
+    it is truthy, and return it; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await condition()
+        last = condition()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(0.02)

@@ -334,7 +334,7 @@ async def test_redis_unreachable_at_start_then_connects() -> None:
     stream, rec = unique("late-redis"), Recorder()
     try:
         async with worker(rec.router(stream), server.url, config([stream])) as w:
-            await wait_until(lambda: _eq(_value(w.redis_ok), False), 10, "outage noticed")
+            await wait_until(lambda: w.redis_ok is False, 10, "outage noticed")
             server.start()
             r = aioredis.Redis.from_url(server.url)
             await r.xadd(stream, job())
@@ -389,7 +389,7 @@ async def test_competing_consumers_share_and_groups_each_get_everything(
                    "x"):
         for fields in sent:
             await r.xadd(stream, fields)
-        await wait_until(lambda: _eq(_value(len(a.handled) + len(b.handled)), 200), 20, "shared")
+        await wait_until(lambda: len(a.handled) + len(b.handled) == 200, 20, "shared")
         await other.wait_handled(200)
     assert not set(a.handled) & set(b.handled)
     assert len(a.handled) > 0 and len(b.handled) > 0
@@ -427,10 +427,6 @@ async def _at_least(entries: Any, n: int) -> Any:
 
 async def _not_in(item: str, names: Any) -> bool:
     return item not in await names
-
-
-async def _value(value: Any) -> Any:
-    return value
 
 
 async def test_dlq_replay_delivers_again_to_a_working_handler(r: aioredis.Redis,
@@ -473,14 +469,14 @@ async def test_outputs_published_while_redis_is_down_arrive_when_it_returns(
         with Outbox(tmp_path / "outbox.sqlite3") as box:
             async with worker(rec.router(stream, slow_first, publish_to=out), server.url,
                               config([stream]), outbox=box):
-                await wait_until(lambda: _value(rec.attempts[fields["event_id"]]), 10, "started")
+                await wait_until(lambda: rec.attempts[fields["event_id"]], 10, "started")
                 server.stop()
                 gate.set()  # the handler returns while Redis is down
-                await wait_until(lambda: _value(box.depth() == 1), 10, "output in the outbox")
+                await wait_until(lambda: box.depth() == 1, 10, "output in the outbox")
                 server.start()
                 await r.aclose()
                 r = aioredis.Redis.from_url(server.url)  # the old connection died with the server
-                await wait_until(lambda: _value(rec.attempts[fields["event_id"]] == 2), 20,
+                await wait_until(lambda: rec.attempts[fields["event_id"]] == 2, 20,
                                  "redelivered after the lost ack")
                 await wait_until(lambda: _eq(r.xlen(out), 2), 20, "both outputs in Redis")
                 await wait_until(lambda: _eq(pending_count(r, stream), 0), 10, "acked")
@@ -496,7 +492,7 @@ async def test_a_key_that_is_not_a_stream_is_reported_once_and_recovered(
     stream, rec = unique("wrongtype"), Recorder()
     await r.set(stream, "an integrator's mistake")
     async with worker(rec.router(stream), redis_url, config([stream])) as w:
-        await wait_until(lambda: _value(any("is stuck" in m.getMessage()
+        await wait_until(lambda: (any("is stuck" in m.getMessage()
                                             for m in caplog.records)), 10, "reported")
         await r.delete(stream)  # the operator fixes it
         fields = job()

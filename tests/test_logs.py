@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ from app.logs import (
     setup_console,
     uninstall,
 )
+from tests.harness import wait_until
 from tests.services import PrivatePostgres, free_port
 
 # The seed's two queries, verbatim (docs «Мониторинг / Логи в PostgreSQL»).
@@ -58,15 +59,6 @@ PASSWORD = "Pa55-w0rd-never-shown"
 
 def new_schema() -> str:
     return f"sm_logs_{uuid.uuid4().hex[:12]}"
-
-
-async def eventually(condition: Callable[[], object], within: float, what: str) -> None:
-    """Poll `condition` without blocking the event loop (the sink's writer runs on it)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +136,7 @@ async def test_seed_queries_return_the_logged_records(pg_dsn: str, exact: bool) 
                 stream="stock-updates", entry_id="3-0", marker=marker)
             log(logging.INFO, "configuration reloaded", category="config", marker=marker)
             log(logging.DEBUG, "below the sink's level", marker=marker)
-            await eventually(lambda: sink.written == 4, 10, "4 rows written")
+            await wait_until(lambda: sink.written == 4, 10, "4 rows written")
 
         recent_query = SEED_RECENT.replace("secretmagic.logs", f"{schema}.logs")
         errors_query = SEED_ERRORS.replace("secretmagic.logs", f"{schema}.logs")
@@ -204,7 +196,7 @@ async def test_plain_stdlib_records_and_library_records(pg_dsn: str, schema: str
             known["missing"]
         except KeyError:
             logging.getLogger("somelib").exception("library failure")
-        await eventually(lambda: sink.written == 4, 10, "4 rows written")
+        await wait_until(lambda: sink.written == 4, 10, "4 rows written")
     rows = await fetch(pg_dsn, f"SELECT level, category, message, error, context FROM "
                                f"{schema}.logs ORDER BY timestamp")
     got = [(r["level"], r["category"], r["message"], json.loads(r["context"])) for r in rows]
@@ -244,7 +236,7 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
         up = 0.0
         for _ in range(chunks):
             up += emit_chunk()
-            await eventually(lambda: sink.queued == 0, 30, "the writer to catch up")
+            await wait_until(lambda: sink.queued == 0, 30, "the writer to catch up")
         assert (sink.written, sink.dropped) == (20_000, 0)
 
         await asyncio.to_thread(server.stop)
@@ -260,11 +252,11 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
         assert sink.queued == 5_000
         if drops_metric is not None:
             assert _log_drops_total() == drops_metric + 15_000
-        await eventually(lambda: sink.last_error is not None, 30, "the outage to be noticed")
+        await wait_until(lambda: sink.last_error is not None, 30, "the outage to be noticed")
         assert not sink.connected
 
         await asyncio.to_thread(server.start)
-        await eventually(lambda: sink.written == 25_000, 60, "the kept records to be written")
+        await wait_until(lambda: sink.written == 25_000, 60, "the kept records to be written")
         assert sink.connected and sink.queued == 0 and sink.dropped == 15_000
 
         rows = await fetch(server.dsn, f"SELECT context FROM {sink.schema}.logs ORDER BY ctid")
@@ -301,7 +293,7 @@ async def test_unreachable_at_start_then_written_when_it_comes(
             log(logging.INFO, "event handled", seq=i)
         assert sink.queued == 100 and sink.written == 0
         await asyncio.to_thread(server.start)
-        await eventually(lambda: sink.written == 100, 60, "records written once PG is up")
+        await wait_until(lambda: sink.written == 100, 60, "records written once PG is up")
     finally:
         await sink.stop(10)
     rows = await fetch(server.dsn, f"SELECT context FROM {sink.schema}.logs ORDER BY ctid")
@@ -341,10 +333,10 @@ async def test_stop_with_postgres_down_gives_up_within_the_timeout(
 async def test_table_dropped_while_running_is_recreated(pg_dsn: str, schema: str) -> None:
     async with running(pg_dsn, schema, flush_interval=0.05) as sink:
         log(logging.INFO, "first", seq=0)
-        await eventually(lambda: sink.written == 1, 10, "first row")
+        await wait_until(lambda: sink.written == 1, 10, "first row")
         await drop_schema(pg_dsn, schema)
         log(logging.INFO, "second", seq=1)
-        await eventually(lambda: sink.written == 2, 10, "second row")
+        await wait_until(lambda: sink.written == 2, 10, "second row")
     rows = await fetch(pg_dsn, f"SELECT context FROM {schema}.logs")
     assert seqs_in_insertion_order(rows) == [1]
 
@@ -355,7 +347,7 @@ async def test_text_postgres_refuses_is_sanitised_not_lost(pg_dsn: str, schema: 
         log(logging.INFO, "nul\x00in message", seq=1, value="nul\x00in context")
         log(logging.INFO, "lone surrogate \udcff", seq=2, error="bad \udcff")
         log(logging.INFO, "fine after", seq=3)
-        await eventually(lambda: sink.written == 4, 10, "4 rows written")
+        await wait_until(lambda: sink.written == 4, 10, "4 rows written")
         assert sink.dropped == 0
     rows = await fetch(pg_dsn, f"SELECT message, context FROM {schema}.logs ORDER BY ctid")
     assert [r["message"] for r in rows] == [
@@ -403,7 +395,7 @@ async def test_password_never_appears_in_log_output(caplog: pytest.LogCaptureFix
         await sink.start()
         install(sink, libraries=logging.DEBUG)
         log(logging.ERROR, "something failed", error=RuntimeError("x"))
-        await eventually(functools.partial(getattr, sink, "last_error"), 10,
+        await wait_until(functools.partial(getattr, sink, "last_error"), 10,
                          "a failed connection attempt")
         await sink.stop(0.3)
         shown = [caplog.text, repr(sink), str(sink.last_error), sink.target]
@@ -431,8 +423,8 @@ async def test_emit_from_other_threads(pg_dsn: str, schema: str) -> None:
             log(logging.INFO, "from the loop", thread="loop", seq=i)
             if i % 50 == 0:
                 await asyncio.sleep(0)
-        await eventually(lambda: not any(t.is_alive() for t in threads), 30, "threads done")
-        await eventually(lambda: sink.written == 5 * per_thread, 30, "all rows written")
+        await wait_until(lambda: not any(t.is_alive() for t in threads), 30, "threads done")
+        await wait_until(lambda: sink.written == 5 * per_thread, 30, "all rows written")
         assert sink.dropped == 0
     rows = await fetch(pg_dsn, f"SELECT context FROM {schema}.logs ORDER BY ctid")
     assert len(rows) == 5 * per_thread

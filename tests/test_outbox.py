@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.errors import RetryableError
 from app.events import Event, encode
 from app.outbox import Outbox, OutboxDrainer, OutboxFull, OutboxLocked, is_outage, publish
+from tests.harness import wait_until
 from tests.services import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,15 +61,6 @@ def stream_entries(url: str, stream: str) -> list[dict[str, str]]:
     """All entries of `stream` as str fields, oldest first (sync client: independent of the app)."""
     with redis.Redis.from_url(url, decode_responses=True) as r:
         return [fields for _id, fields in r.xrange(stream)]
-
-
-async def eventually(condition: Callable[[], object], limit: float, what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `limit` seconds."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def first_seen(ids: list[str]) -> list[str]:
@@ -123,7 +115,7 @@ async def test_1000_events_while_down_arrive_in_order_with_their_ids(
     assert await asyncio.to_thread(box.oldest_age) is not None  # a metrics scrape's thread
 
     await asyncio.to_thread(server.start)
-    await eventually(lambda: box.depth() == 0, 30, "the outbox to drain")
+    await wait_until(lambda: box.depth() == 0, 30, "the outbox to drain")
     remaining = await drainer.stop(5)
 
     arrived = stream_entries(server.url, STREAM)
@@ -175,14 +167,14 @@ async def test_three_restarts_during_a_publish_loop_lose_nothing(
             elif n == at + 450:
                 await started[k].wait()
             elif n == at + 750:  # back to direct publishing before the next outage
-                await eventually(lambda: box.depth() == 0, 30, "the outbox to drain")
+                await wait_until(lambda: box.depth() == 0, 30, "the outbox to drain")
         stream = STREAM if n % 3 else OTHER
         fields = event_fields(n)
         routes[await publish(client, box, stream, fields, None)] += 1
         sent[stream].append(fields["event_id"])
         await asyncio.sleep(0)  # let the drainer and the restarter run, as handlers would
     await restarts
-    await eventually(lambda: box.depth() == 0, 30, "the outbox to drain")
+    await wait_until(lambda: box.depth() == 0, 30, "the outbox to drain")
     assert await drainer.stop(5) == 0
 
     n_sent = sum(len(ids) for ids in sent.values())
@@ -266,7 +258,7 @@ async def test_a_killed_process_outbox_is_sent_by_the_next_one(
             assert reopened.has(STREAM) and found >= len(printed) >= total
             drainer = OutboxDrainer(reopened)
             drainer.start(client)
-            await eventually(lambda: reopened.depth() == 0, 30, "the reopened outbox to drain")
+            await wait_until(lambda: reopened.depth() == 0, 30, "the reopened outbox to drain")
             assert await drainer.stop(5) == 0
     finally:
         await client.aclose()
