@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's top-level modules
@@ -65,7 +66,7 @@ from app.config import Config, LiveConfig  # noqa: E402
 from app.consumer import StreamConsumer  # noqa: E402
 from app.events import Event  # noqa: E402
 from tests import services  # noqa: E402
-from tests.harness import job  # noqa: E402
+from tests.harness import StreamEntries, job  # noqa: E402
 
 log = logging.getLogger("secretmagic")
 # The bare FastStream brokers' logger: at stop FastStream 0.7.8 logs its read loop's closed
@@ -117,7 +118,8 @@ async def wait_acked(r: aioredis.Redis, run: Run, timeout: float = 120.0) -> Non
 async def raw(run: Run, r: aioredis.Redis) -> float:
     started = time.perf_counter()
     while run.count < run.events:
-        reply = await r.xreadgroup(run.group, "raw-1", {run.stream: ">"}, count=100, block=1000)
+        reply = cast(StreamEntries, await r.xreadgroup(run.group, "raw-1", {run.stream: ">"},
+                                                        count=100, block=1000))
         for _, entries in reply or ():
             for _, fields in entries:
                 events.decode(fields)
@@ -303,7 +305,7 @@ async def micro(repeats: int = 20_000) -> None:
         return best / repeats * 1e6
 
     handled = metrics.EVENTS.labels("bench-micro", "handled")
-    parts = {
+    parts: dict[str, Callable[[], object]] = {
         "events.decode(fields)": lambda: events.decode(fields),
         "Event.model_dump_json()": event.model_dump_json,
         "Event.model_validate_json(body)": lambda: Event.model_validate_json(body),

@@ -41,7 +41,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's top-level modules
@@ -52,7 +52,14 @@ import redis  # noqa: E402
 
 from app.config import Config  # noqa: E402
 from tests import services  # noqa: E402
-from tests.harness import AppProcess, job, messenger_env, write_config  # noqa: E402
+from tests.harness import (  # noqa: E402
+    AppProcess,
+    Entries,
+    StreamEntries,
+    job,
+    messenger_env,
+    write_config,
+)
 
 CLIENT = "bench-client"
 START = date(2022, 1, 1)
@@ -119,14 +126,14 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 def one_event(r: redis.Redis, timeout: float = 300.0) -> dict[str, Any]:
     """XADD a sales_updated; wait for its features_updated; return the figures."""
-    last = r.xrevrange(OUT_STREAM, "+", "-", count=1)
+    last = cast(Entries, r.xrevrange(OUT_STREAM, "+", "-", count=1))
     cursor = last[0][0] if last else b"0-0"
     fields = job(CLIENT, "sales_updated", integration_id="bench", table_name="sales")
     started = time.perf_counter()
-    in_id = r.xadd(IN_STREAM, fields)
+    in_id = cast(bytes, r.xadd(IN_STREAM, fields))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        reply = r.xread({OUT_STREAM: cursor}, block=1000, count=100)
+        reply = cast(StreamEntries, r.xread({OUT_STREAM: cursor}, block=1000, count=100))
         seen = time.perf_counter()
         for _, entries in reply or ():
             for out_id, out in entries:

@@ -39,6 +39,14 @@ FAST = {  # policy values that make delivery tests quick; the defaults suit prod
 }
 
 
+# The shapes of redis-py replies on a client without decode_responses (RESP2), as the tests use
+# them: redis-py annotates them as unions over decode_responses and RESP2/RESP3, so the tests
+# cast to these.
+Fields = dict[bytes, bytes]  # a stream entry's fields; HGETALL
+Entries = list[tuple[bytes, Fields]]  # XRANGE, XREVRANGE: (entry id, fields)
+StreamEntries = list[tuple[bytes, Entries]]  # XREAD, XREADGROUP: (stream, entries) pairs
+
+
 MINTED: set[str] = set()  # the suffixes unique() handed out: their keys are deleted at the end
 
 
@@ -82,7 +90,7 @@ def config(streams: list[str], group: str = "secretmagic-group", **subscriber: A
     return Config.model_validate({"messenger": {"subscriber": sub}})
 
 
-def job(client_id: str | None = None, event_type: str = "job", **data: Any) -> dict[str, str]:
+def job(client_id: str | None = None, event_type: str = "job", **data: Any) -> dict[Any, Any]:
     """Stream fields of an event as an integrator writes them with a plain XADD.
 
     Each job is for a client of its own unless one is given (events of one client waiting

@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import urlparse
 
 import pytest
@@ -23,7 +23,7 @@ import redis
 
 from app import cli
 from app.events import Event, encode
-from tests.harness import Keys
+from tests.harness import Entries, Keys
 from tests.services import PrivateRedis, free_port, private_redis
 from tests.test_monitor import REDIS62, add_events, behind, dead_letter
 
@@ -182,7 +182,7 @@ def test_pending(r: redis.Redis, keys: Keys) -> None:
 def test_tail(r: redis.Redis, keys: Keys) -> None:
     stream = keys("cli-tail")
     add_events(r, stream, 3)
-    last = r.xadd(stream, {b"event_type": b"\xff\x1b[31m", b"x": b"1"}).decode()
+    last = cast(bytes, r.xadd(stream, {b"event_type": b"\xff\x1b[31m", b"x": b"1"})).decode()
 
     table = run("tail", stream, "--count", "2")
     assert table.code == 0
@@ -206,14 +206,21 @@ def test_tail_follow_prints_new_entries_and_stops_on_ctrl_c(
     proc = subprocess.Popen([sys.executable, "-m", "app", "tail", stream, "--follow"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    stdout = cast(IO[str], proc.stdout)  # stdout=PIPE
+
+    def pump() -> None:
+        for x in stdout:
+            lines.put(x)
+
+    threading.Thread(target=pump, daemon=True).start()
 
     def next_line() -> str:
         return lines.get(timeout=30)
 
     try:
         assert next_line().startswith(first)
-        new = r.xadd(stream, encode(Event(event_type="stock_updated", client_id="zeta")))
+        fields: dict[Any, Any] = encode(Event(event_type="stock_updated", client_id="zeta"))
+        new = cast(bytes, r.xadd(stream, fields))
         line = next_line()
         assert line.startswith(new.decode()) and "stock_updated  client=zeta" in line
         proc.send_signal(signal.SIGINT)
@@ -263,12 +270,13 @@ def test_dlq_list_and_show(dlq_group: tuple[str, str, list[str]]) -> None:
 
 def test_dlq_replay(r: redis.Redis, dlq_group: tuple[str, str, list[str]]) -> None:
     group, orig, ids = dlq_group
-    fields = {k: v for k, v in r.xrange(f"{group}:dlq", ids[0], ids[0])[0][1].items()
+    dead = cast(Entries, r.xrange(f"{group}:dlq", ids[0], ids[0]))
+    fields = {k: v for k, v in dead[0][1].items()
               if not k.startswith(b"dlq_")}
 
     one = run("dlq", "replay", ids[0], "--group", group)
     assert one.code == 0
-    ((new_id, replayed),) = r.xrange(orig)
+    ((new_id, replayed),) = cast(Entries, r.xrange(orig))
     assert one.out == f"replayed {ids[0]} -> {orig} {new_id.decode()}\n"
     assert replayed == fields
     assert r.xlen(f"{group}:dlq") == 1
@@ -419,8 +427,9 @@ def test_commands_are_registered_from_one_list() -> None:
     """A command is one registration function appended to cli.COMMANDS."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert list(sub.choices) == ["streams", "groups", "lag", "pending", "tail", "dlq", "logs",
-                                 "recompute"]
+    choices = cast(Iterable[str], sub.choices)  # a subparsers action's: the commands
+    assert list(choices) == ["streams", "groups", "lag", "pending", "tail", "dlq", "logs",
+                             "recompute"]
     assert len(cli.COMMANDS) == 8
 
 

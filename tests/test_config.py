@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -20,6 +20,8 @@ from app.config import Config, ConfigError, LiveConfig, parse
 from tests import services
 from tests.harness import (
     AppProcess,
+    Entries,
+    Fields,
     app_processes,
     config,
     job,
@@ -246,7 +248,8 @@ def test_a_storm_of_rewrites_ends_on_the_last_valid_version(redis_url: str,
         probe = job()
         services.wait_for(lambda: _routed(r, stream, probe, last_valid), 10,
                           "the last valid version in effect")
-    counts = {k.decode(): int(v) for k, v in r.hgetall(f"{prefix}:handled").items()}
+    counts = {k.decode(): int(v)
+              for k, v in cast(Fields, r.hgetall(f"{prefix}:handled")).items()}
     lost = set(sent) - set(counts)
     twice = [k for k, v in counts.items() if v > 1]
     print(f"rewrites=200 sent={len(sent)} handled={len(counts)} lost={len(lost)} "
@@ -254,9 +257,9 @@ def test_a_storm_of_rewrites_ends_on_the_last_valid_version(redis_url: str,
     assert not lost and not twice
 
 
-def _routed(r: redis.Redis, stream: str, probe: dict[str, str], target: str) -> bool:
+def _routed(r: redis.Redis, stream: str, probe: dict[Any, Any], target: str) -> bool:
     if not r.hexists(f"{stream}:probe-sent", probe["event_id"]):
         r.hset(f"{stream}:probe-sent", probe["event_id"], 1)
         r.xadd(stream, probe)
-    done = r.xrange(target)
+    done = cast(Entries, r.xrange(target))
     return any(json.loads(f[b"data"])["job"] == probe["event_id"] for _, f in done)

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis as sync_redis
@@ -27,7 +27,7 @@ from app.errors import FatalError, RetryableError
 from app.events import MAX_ENTRY_BYTES, Event
 from app.outbox import Outbox
 from tests import harness, services
-from tests.harness import job, unique, wait_until, worker
+from tests.harness import Entries, StreamEntries, job, unique, wait_until, worker
 
 GROUP = unique("test-group")  # not the real group: a developer's Redis keeps its DLQ
 
@@ -60,7 +60,7 @@ class Recorder:
             return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
 
         if publish_to:
-            handle = router.publisher(stream=publish_to)(handle)  # type: ignore[assignment]
+            handle = router.publisher(stream=publish_to)(handle)
         stream_subscriber(router, stream, event_type)(handle)
         return router
 
@@ -72,7 +72,7 @@ class Recorder:
 
 
 async def dlq_entries(r: aioredis.Redis, group: str = GROUP) -> list[dict[str, str]]:
-    entries = await r.xrange(dlq.dlq_stream(group))
+    entries = cast(Entries, await r.xrange(dlq.dlq_stream(group)))
     return [{k.decode(errors="replace"): v.decode(errors="replace") for k, v in f.items()}
             for _, f in entries]
 
@@ -138,7 +138,7 @@ async def test_published_events_are_flat_readable_and_trimmed(r: aioredis.Redis,
     async with worker(rec.router(stream, publish_to=default), redis_url, cfg):
         await rec.wait_handled(300)
     # What a non-FastStream downstream sees: plain fields, data as JSON text.
-    (_, latest), = await r.xrevrange(out, count=1)
+    (_, latest), = cast(Entries, await r.xrevrange(out, count=1))
     fields = {k.decode(): v.decode() for k, v in latest.items()}
     assert fields == {"event_id": IsUUID(4), "event_type": "job_done",
                       "client_id": IsStr(regex=r"client-\d+"), "timestamp": IsStr(regex=r".*Z$"),
@@ -147,7 +147,8 @@ async def test_published_events_are_flat_readable_and_trimmed(r: aioredis.Redis,
     # MAXLEN ~ 50: Redis trims whole macro-nodes, so the length stays near, not at, 50.
     assert 50 <= await r.xlen(out) <= 150
     # trainer-group, another consumer group, receives every output event still in the stream.
-    got = await r.xreadgroup("trainer-group", "trainer-1", {out: ">"}, count=1000)
+    got = cast(StreamEntries,
+               await r.xreadgroup("trainer-group", "trainer-1", {out: ">"}, count=1000))
     assert len(got[0][1]) == await r.xlen(out)
     assert not await r.exists(default)  # publisher.streams routed job_done elsewhere
 
@@ -481,7 +482,8 @@ async def test_outputs_published_while_redis_is_down_arrive_when_it_returns(
                 await wait_until(lambda: _eq(r.xlen(out), 2), 20, "both outputs in Redis")
                 await wait_until(lambda: _eq(pending_count(r, stream), 0), 10, "acked")
             assert box.depth() == 0
-        outputs = [json.loads(f[b"data"])["job"] for _, f in await r.xrange(out)]
+        outputs = [json.loads(f[b"data"])["job"]
+                   for _, f in cast(Entries, await r.xrange(out))]
         print(f"sent=1 handled={sum(rec.handled.values())} outputs={len(outputs)} lost=0")
         assert outputs == [fields["event_id"]] * 2  # at least once: the first via the outbox
         await r.aclose()

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import uuid
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pytest
@@ -19,7 +20,15 @@ from dirty_equals import IsInt, IsStr, IsUUID
 from scripts.services import StoreRelay
 from store import open_store, parse_dsn
 from tests import services
-from tests.harness import AppProcess, app_processes, config, job, messenger_env, write_config
+from tests.harness import (
+    AppProcess,
+    Entries,
+    app_processes,
+    config,
+    job,
+    messenger_env,
+    write_config,
+)
 
 DAYS = 10
 
@@ -49,7 +58,7 @@ async def read(dsn: str, table: str, client: str) -> pl.DataFrame:
 
 def outputs(r: redis.Redis, stream: str) -> list[dict[str, object]]:
     return [{**{k.decode(): v.decode() for k, v in f.items()},
-             "data": json.loads(f[b"data"])} for _, f in r.xrange(stream)]
+             "data": json.loads(f[b"data"])} for _, f in cast(Entries, r.xrange(stream))]
 
 
 def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_path: Path) -> None:

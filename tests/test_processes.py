@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis
@@ -18,6 +19,9 @@ import redis
 from tests import services
 from tests.harness import (
     AppProcess,
+    Entries,
+    Fields,
+    StreamEntries,
     app_processes,
     config,
     job,
@@ -29,7 +33,7 @@ from tests.harness import (
 TARGET = "tests.apps.recorder:app"
 
 
-def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, **policy: object
+def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, **policy: Any
                  ) -> dict[str, str]:
     path = write_config(tmp_path / "config.yaml", config([stream], **policy))
     return {**messenger_env(redis_url), "SECRETMAGIC_CONFIG": str(path),
@@ -37,7 +41,8 @@ def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, **pol
 
 
 def handled(r: redis.Redis, prefix: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.hgetall(f"{prefix}:handled").items()}
+    return {k.decode(): int(v)
+            for k, v in cast(Fields, r.hgetall(f"{prefix}:handled")).items()}
 
 
 def wait(condition: object, timeout: float, what: str) -> None:
@@ -60,12 +65,13 @@ def test_two_instances_share_a_group_and_trainer_gets_every_output(
             r.xadd(stream, fields)
         wait(lambda: len(handled(r, prefix)) == 400, 60, "400 handled")
     counts = handled(r, prefix)
-    by = {k.decode(): int(v) for k, v in r.hgetall(f"{prefix}:by").items()}
+    by = {k.decode(): int(v) for k, v in cast(Fields, r.hgetall(f"{prefix}:by")).items()}
     print(f"sent=400 handled={len(counts)} by_instance={by}")
     assert set(counts) == {f["event_id"] for f in sent} and set(counts.values()) == {1}
     assert by.keys() == {"instance-1", "instance-2"}  # both took a share, none twice
     assert r.xpending(stream, "secretmagic-group")["pending"] == 0
-    outputs = r.xreadgroup("trainer-group", "trainer-1", {f"{stream}-done": ">"}, count=1000)
+    outputs = cast(StreamEntries, r.xreadgroup("trainer-group", "trainer-1",
+                                               {f"{stream}-done": ">"}, count=1000))
     assert len(outputs[0][1]) == 400
 
 
@@ -103,7 +109,7 @@ def test_sigkill_five_times_while_2000_events_flow_loses_nothing(
         wait(lambda: r.xpending(stream, "secretmagic-group")["pending"] == 0, 30, "all acked")
     counts = handled(r, prefix)
     duplicated = sum(counts.values()) - len(counts)
-    dlq = [f for _, f in r.xrange("secretmagic-group:dlq")
+    dlq = [f for _, f in cast(Entries, r.xrange("secretmagic-group:dlq"))
            if f.get(b"dlq_stream") == stream.encode()]
     lost = len(set(sent) - set(counts)) - len(dlq)
     print(f"sent={len(sent)} handled={len(counts)} duplicated={duplicated} "
