@@ -36,7 +36,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app handlers.py features.py bom.py settings.py store
+	$(VENV)/bin/mypy app handlers.py features.py bom.py settings.py store tests scripts bench
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
