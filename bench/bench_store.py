@@ -170,7 +170,8 @@ def private_mysql_database(dsn: str) -> tuple[str, Callable[[], None]] | None:
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{database}`")
         cur.execute("SELECT VERSION()")
-        print(f"mysql: {cur.fetchone()[0]} at {d.host}:{d.port}, database {database}")
+        (version,) = cur.fetchone() or ("?",)
+        print(f"mysql: {version} at {d.host}:{d.port}, database {database}")
 
     def drop() -> None:
         with conn.cursor() as cur:

@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Encoders only: without decoders pymysql hands every value over as text; polars parses columns.
-_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
+_CONV: dict[int | type[Any], Any] = {
+    k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)
+}
 
 # MariaDB/MySQL sessions (StarRocks has its own rules and keeps its defaults):
 # - strict mode: an over-long id or a bad value is an error, never a silent truncation;
@@ -122,7 +124,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 def _force_close(conn: pymysql.connections.Connection) -> None:
     """Drop a connection without talking to the server (it may be broken or in use elsewhere)."""
     with contextlib.suppress(Exception):
-        conn._force_close()
+        conn._force_close()  # type: ignore[attr-defined]  # pymysql's own, absent from its stubs
 
 
 class MySQLStore:
@@ -301,7 +303,8 @@ class MySQLStore:
         rows: pl.DataFrame,
         stamp: dt.datetime,
     ) -> int:
-        backslash = not (conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+        status: int = conn.server_status  # type: ignore[attr-defined]  # set by every OK packet
+        backslash = not (status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
         statements = list(
             insert_statements(spec, rows, stamp, backslash, self.batch_rows, self.batch_bytes)
         )

@@ -23,6 +23,13 @@ from app.events import Event, encode
 from app.outbox import Outbox, publish
 
 
+def say(line: str) -> None:
+    # One write per line: with PYTHONUNBUFFERED, print() writes each argument separately, and a
+    # SIGKILL between them would leave a torn line.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 async def main(path: Path, url: str, stream: str, total: int) -> None:
     box = Outbox(path)
     client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=1)
@@ -30,9 +37,9 @@ async def main(path: Path, url: str, stream: str, total: int) -> None:
         fields = encode(Event(event_type="features_updated", client_id=f"c{i % 7}",
                               data={"n": i}))
         route = await publish(client, box, stream, fields, None)
-        print("sent", fields["event_id"], route, flush=True)
+        say(f"sent {fields['event_id']} {route}")
         if i + 1 == total:
-            print("DONE", total, flush=True)
+            say(f"DONE {total}")
         if i >= total:
             await asyncio.sleep(0)
 
