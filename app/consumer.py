@@ -8,11 +8,13 @@ For each configured stream, a read loop:
 
 and one claim loop for all streams, every claim_interval_ms:
 
-    XPENDING stream group IDLE <min backoff> - + 100
+    XPENDING stream group IDLE <min backoff> <cursor> + 100   (up to 10 pages, see below)
     → for each entry not in flight here, idle long enough for its next attempt:
          own entries:    backoff(deliveries)          (a retry after a failure)
          others' entries: max(claim_idle_ms, backoff) (a dead or stuck instance's work)
     XCLAIM … → handle the batch like new entries
+    the walk resumes after the last page on the next tick and starts over after a short page, so
+    a dead instance's entries behind many that are not due yet (long backoffs) are still reached
     every minute (or half the timeout): XGROUP DELCONSUMER for consumers idle past
     consumer_idle_timeout_s with nothing pending
 
@@ -58,6 +60,8 @@ log = logging.getLogger("secretmagic")
 Fields = Mapping[bytes, bytes]
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 CLEANUP_EVERY_S = 60.0
+CLAIM_PAGE = 100  # pending entries per XPENDING call
+CLAIM_PAGES = 10  # XPENDING calls per stream per claim tick, at most
 
 
 @dataclass
@@ -118,6 +122,7 @@ class StreamConsumer:
         self._groups_ready: set[str] = set()
         self._errors: dict[str, str] = {}  # stream -> the error last logged for it
         self._last_cleanup = time.monotonic()
+        self._claim_from: dict[str, str] = {}  # stream -> where the walk of its pending list is
         live.subscribe(self._on_config)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -229,20 +234,7 @@ class StreamConsumer:
                     await self._redis(stream, lambda s=stream: self._remove_idle_consumers(s))  # type: ignore[misc]
 
     async def _claim(self, stream: str) -> None:
-        policy = self.policy
-        floor = int(min(policy.backoff.base_ms * (1 - policy.backoff.jitter), policy.claim_idle_ms))
-        pending: list[dict[str, Any]] = await self.client.xpending_range(
-            stream, self.group, min="-", max="+", count=100, idle=floor)
-        due: dict[str, tuple[int, float]] = {}  # entry id -> (deliveries so far, idle needed)
-        for p in pending:
-            entry_id = _text(p["message_id"])
-            if (stream, entry_id) in self.inflight:
-                continue  # ours and still running: not a retry, whatever its idle time
-            wait = backoff_ms(policy, p["times_delivered"])
-            if _text(p["consumer"]) != self.consumer:
-                wait = max(wait, policy.claim_idle_ms)
-            if p["time_since_delivered"] >= wait:
-                due[entry_id] = (p["times_delivered"], wait)
+        due = await self._due(stream)
         if not due:
             return
         # XCLAIM re-checks the idle time atomically: an entry another instance took meanwhile
@@ -264,6 +256,37 @@ class StreamConsumer:
             log.info("claimed %d pending entr%s", len(batch), "y" if len(batch) == 1 else "ies",
                      extra=self._ctx(stream=stream, entry_ids=[d.entry_id for d in batch]))
             await self._handle(stream, batch)
+
+    async def _due(self, stream: str) -> dict[str, tuple[int, float]]:
+        """Pending entries ready for another attempt: entry id -> (deliveries so far, idle needed).
+
+        Walks the pending list from where the last tick stopped, a page at a time, until it finds
+        some or has read CLAIM_PAGES pages; a short page means the end, and the next walk starts
+        over from the oldest entry.
+        """
+        policy = self.policy
+        floor = int(min(policy.backoff.base_ms * (1 - policy.backoff.jitter), policy.claim_idle_ms))
+        due: dict[str, tuple[int, float]] = {}
+        for _ in range(CLAIM_PAGES):
+            pending: list[dict[str, Any]] = await self.client.xpending_range(
+                stream, self.group, min=self._claim_from.get(stream, "-"), max="+",
+                count=CLAIM_PAGE, idle=floor)
+            for p in pending:
+                entry_id = _text(p["message_id"])
+                if (stream, entry_id) in self.inflight:
+                    continue  # ours and still running: not a retry, whatever its idle time
+                wait = backoff_ms(policy, p["times_delivered"])
+                if _text(p["consumer"]) != self.consumer:
+                    wait = max(wait, policy.claim_idle_ms)
+                if p["time_since_delivered"] >= wait:
+                    due[entry_id] = (p["times_delivered"], wait)
+            if len(pending) < CLAIM_PAGE:
+                self._claim_from.pop(stream, None)
+                break
+            self._claim_from[stream] = "(" + _text(pending[-1]["message_id"])  # exclusive
+            if due:
+                break
+        return due
 
     async def _remove_idle_consumers(self, stream: str) -> None:
         timeout_ms = self.policy.consumer_idle_timeout_s * 1000

@@ -296,6 +296,34 @@ async def test_dead_consumers_entries_are_claimed_while_new_ones_are_read(
     assert all(rec.attempts[f["event_id"]] == 1 for f in orphans)
 
 
+async def test_claim_reaches_entries_behind_many_that_are_not_due(
+        r: aioredis.Redis, redis_url: str) -> None:
+    """250 of this instance's own retries, waiting out a long backoff, head the pending list; a
+    dead instance's entries behind them are still claimed (the walk goes on past one page)."""
+    stream, rec = unique("deep"), Recorder()
+    await r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+
+    async def hand_out(jobs: list[dict[Any, Any]], consumer: str, idle: int,
+                       retrycount: int | None = None) -> None:
+        for fields in jobs:
+            await r.xadd(stream, fields)
+        reply = cast(StreamEntries, await r.xreadgroup(GROUP, consumer, {stream: ">"}))
+        ids: list[Any] = [eid for eid, _ in reply[0][1]]
+        await r.xclaim(stream, GROUP, consumer, 0, ids, idle=idle, retrycount=retrycount,
+                       justid=True)
+
+    waiting, orphans = [job() for _ in range(250)], [job() for _ in range(5)]
+    # Failed here on a third delivery: the next is due after 60 s·2² of backoff.
+    await hand_out(waiting, "worker-1", idle=1000, retrycount=3)
+    await hand_out(orphans, "dead-instance", idle=3_600_000)
+    backoff = {"base_ms": 60_000, "factor": 2.0, "max_ms": 600_000, "jitter": 0.0}
+    async with worker(rec.router(stream), redis_url,
+                      config([stream], claim_idle_ms=200, backoff=backoff), "worker-1"):
+        await rec.wait_handled(5)
+    assert set(rec.handled) == {f["event_id"] for f in orphans}
+    assert await pending_count(r, stream) == len(waiting)  # still waiting out their backoff
+
+
 async def test_idle_consumers_removed_but_never_one_with_pending(r: aioredis.Redis,
                                                                  redis_url: str) -> None:
     stream, rec = unique("idle"), Recorder()
