@@ -3,7 +3,7 @@
     secretmagic streams                        KEYS * + XLEN (SCAN TYPE stream, never KEYS)
     secretmagic groups STREAM                  XINFO GROUPS / XINFO CONSUMERS
     secretmagic lag                            the lag of every group (Redis 6.2 and 7.x)
-    secretmagic pending STREAM [GROUP]         XPENDING (summary and entries)
+    secretmagic pending STREAM [GROUP]         XPENDING, with each entry's event and last error
     secretmagic tail STREAM [-n N] [--follow]  XREVRANGE STREAM + - COUNT N, then XREAD BLOCK
     secretmagic dlq list|show|replay|purge     the dead-letter streams (<group>:dlq)
     secretmagic logs [--errors]                the seed's two SQL queries on the log table
@@ -266,8 +266,12 @@ def cmd_pending(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print()
         ctx.print(
             table(
-                ["ENTRY ID", "CONSUMER", "IDLE", "DELIVERIES"],
-                [(e.entry_id, e.consumer, duration(e.idle_ms), e.deliveries) for e in entries],
+                ["ENTRY ID", "CONSUMER", "IDLE", "DELIVERIES", "EVENT", "CLIENT", "LAST ERROR"],
+                [
+                    (e.entry_id, e.consumer, duration(e.idle_ms), e.deliveries,
+                     e.event_type or "-", e.client_id or "-", e.last_error or "-")
+                    for e in entries
+                ],
             )
         )
         if len(entries) < summary.count:

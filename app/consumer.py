@@ -511,7 +511,7 @@ class StreamConsumer:
 
     @property
     def _errors_key(self) -> str:
-        return f"{self.group}:errors"
+        return dlq.errors_key(self.group)
 
     def _seen_key(self, event: Event | None) -> str:
         assert event

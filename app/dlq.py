@@ -28,6 +28,12 @@ def dlq_stream(group: str) -> str:
     return f"{group}:dlq"
 
 
+def errors_key(group: str) -> str:
+    """The hash of the last error of each entry waiting for a retry (field `<stream>/<entry id>`):
+    what `secretmagic pending` shows, and what a dead letter after max_deliveries cites."""
+    return f"{group}:errors"
+
+
 def dead_letter_fields(
     original: Mapping[Any, Any],
     *,

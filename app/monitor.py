@@ -136,6 +136,9 @@ class PendingEntry(_Dict):
     consumer: str
     idle_ms: int
     deliveries: int
+    event_type: str | None  # None: not an event, or no longer in the stream (trimmed)
+    client_id: str | None
+    last_error: str | None  # why the last delivery failed, when one did
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,19 +418,32 @@ def pending_summary(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP) -> 
 def pending(
     r: redis.Redis, stream: str, group: str = DEFAULT_GROUP, count: int = 100
 ) -> list[PendingEntry]:
-    """The oldest `count` pending entries (XPENDING extended form): idle time, deliveries."""
+    """The oldest `count` pending entries (XPENDING extended form): idle time, deliveries, and
+    what is stuck and why: the event's type and client, and the last error the worker recorded."""
     _require_stream(r, stream)
     with _group_of(stream, group):
         raw: Any = r.xpending_range(stream, group, min="-", max="+", count=count)
-    return [
-        PendingEntry(
-            entry_id=text(p["message_id"]),
+    if not raw:
+        return []
+    ids = [text(p["message_id"]) for p in raw]
+    with r.pipeline(transaction=False) as pipe:
+        pipe.hmget(dlq_mod.errors_key(group), [f"{stream}/{i}" for i in ids])
+        for i in ids:
+            pipe.xrange(stream, min=i, max=i)
+        errors, *found = pipe.execute()
+    result = []
+    for p, entry_id, error, hit in zip(raw, ids, errors, found, strict=True):
+        event = entry(entry_id, hit[0][1]).event if hit else None
+        result.append(PendingEntry(
+            entry_id=entry_id,
             consumer=text(p["consumer"]),
             idle_ms=int(p["time_since_delivered"]),
             deliveries=int(p["times_delivered"]),
-        )
-        for p in raw
-    ]
+            event_type=event["event_type"] if event else None,
+            client_id=event["client_id"] if event else None,
+            last_error=_opt(error),
+        ))
+    return result
 
 
 # --- entries -------------------------------------------------------------------------------------

@@ -168,7 +168,8 @@ def test_pending(r: redis.Redis, keys: Keys) -> None:
     assert table.out.splitlines()[0] == (
         f"{stream} / secretmagic-group: 3 pending ({ids[0]} .. {ids[2]})"
     )
-    assert table.row(ids[0])[1::2] == ["c1", "1"]
+    assert table.row(ids[0])[1::2] == ["c1", "1", "acme"]
+    assert table.row(ids[0])[4:] == ["sales_updated", "acme", "-"]  # no failed delivery yet
 
     result = run("pending", stream, "secretmagic-group", "--count", "2", "--json").json()
     assert set(result) == {"summary", "entries"}
@@ -176,7 +177,8 @@ def test_pending(r: redis.Redis, keys: Keys) -> None:
                                       "consumers"}
     assert result["summary"]["consumers"] == {"c1": 3}
     assert [e["entry_id"] for e in result["entries"]] == ids[:2]
-    assert set(result["entries"][0]) == {"entry_id", "consumer", "idle_ms", "deliveries"}
+    assert set(result["entries"][0]) == {"entry_id", "consumer", "idle_ms", "deliveries",
+                                         "event_type", "client_id", "last_error"}
 
 
 def test_tail(r: redis.Redis, keys: Keys) -> None:

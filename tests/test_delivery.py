@@ -155,8 +155,13 @@ async def test_published_events_are_flat_readable_and_trimmed(r: aioredis.Redis,
 
 async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_url: str) -> None:
     stream, rec = unique("retry"), Recorder()
+    seen_by_operator: list[monitor.PendingEntry] = []
 
     async def flaky(event: Event, attempt: int) -> None:
+        if attempt == 2:  # what `secretmagic pending` shows meanwhile: the entry, and why
+            with sync_redis.Redis.from_url(redis_url) as sync_r:
+                seen_by_operator.extend(
+                    await asyncio.to_thread(monitor.pending, sync_r, stream, GROUP))
         if attempt <= 3:
             raise RetryableError(f"store down (attempt {attempt})")
 
@@ -168,6 +173,9 @@ async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_u
     gaps = [b - a for a, b in itertools.pairwise(times)]
     print(f"attempts={len(times)} redelivery gaps (s): {[round(g, 2) for g in gaps]}")
     assert len(times) == 4 and rec.handled[fields["event_id"]] == 1
+    (shown,) = seen_by_operator
+    assert (shown.deliveries, shown.event_type, shown.client_id, shown.last_error) == (
+        2, "job", fields["client_id"], "RetryableError: store down (attempt 1)")
     # backoff 100 ms * 2^(n-1), which Redis counts from each delivery: the handler starts a
     # scheduling delay after its delivery, so on a loaded machine it may see a gap a little short.
     for gap, backoff in zip(gaps, (0.1, 0.2, 0.4), strict=True):

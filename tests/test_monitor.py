@@ -205,16 +205,26 @@ def test_lag_counting_pages_through_more_than_one_page(
 # --- pending -------------------------------------------------------------------------------------
 
 
-def test_pending_lists_entries_with_idle_and_deliveries(r: redis.Redis, keys: Keys) -> None:
+def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys: Keys) -> None:
     stream = keys("pending")
     ids = behind(r, stream, "secretmagic-group", total=4, read=3)
     r.xclaim(stream, "secretmagic-group", "c2", 0, [ids[0]])  # a second delivery, to c2
-
-    entries = monitor.pending(r, stream)  # the default group is secretmagic-group
-    summary = monitor.pending_summary(r, stream)
+    failed = f"{stream}/{ids[0]}"  # the first delivery failed, as the worker records it
+    r.hset(dlq.errors_key("secretmagic-group"), failed, "RetryableError: store down")
+    r.xdel(stream, ids[2])  # and one was trimmed away while pending
+    try:
+        entries = monitor.pending(r, stream)  # the default group is secretmagic-group
+        summary = monitor.pending_summary(r, stream)
+    finally:
+        r.hdel(dlq.errors_key("secretmagic-group"), failed)
 
     assert [(p.entry_id, p.consumer, p.deliveries) for p in entries] == [
         (ids[0], "c2", 2), (ids[1], "c1", 1), (ids[2], "c1", 1)
+    ]
+    assert [(p.event_type, p.client_id, p.last_error) for p in entries] == [
+        ("sales_updated", "acme", "RetryableError: store down"),
+        ("sales_updated", "acme", None),
+        (None, None, None),
     ]
     assert all(p.idle_ms >= 0 for p in entries)
     assert (summary.count, summary.min_id, summary.max_id) == (3, ids[0], ids[2])
