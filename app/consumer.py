@@ -164,12 +164,12 @@ class StreamConsumer:
     async def _on_config(self, old: Config, new: Config) -> None:
         if self._stopping.is_set():
             return
+        await self._apply(new)  # then say so: once logged, the readers have stopped or started
         enabled = new.messenger.subscriber.enabled
         if enabled != old.messenger.subscriber.enabled:
             log.warning("subscriber.enabled is %s: consumption %s", str(enabled).lower(),
                         "resumes" if enabled else "pauses (in-flight work finishes and is acked)",
                         extra=self._ctx())
-        await self._apply(new)
 
     async def _apply(self, config: Config) -> None:
         """Run exactly the read loops the configuration asks for (hot reload lands here)."""
@@ -180,20 +180,20 @@ class StreamConsumer:
                 log.error("stream %r is configured but no handler subscribes to it; not read",
                           stream, extra=self._ctx(stream=stream))
                 continue
-            log.info("consuming %s", stream, extra=self._ctx(stream=stream))
             # Create the group now when Redis answers, so entries added after start() are seen
             # even with group_start_id "$"; the loop retries it otherwise.
             await self._redis(stream, self.client.ping)
+            log.info("consuming %s", stream, extra=self._ctx(stream=stream))
             self._work.setdefault(stream, set())
             self._slots.setdefault(stream, _Slots(lambda: self.policy.concurrency))
             self._readers[stream] = asyncio.create_task(self._read_loop(stream),
                                                         name=f"read:{stream}")
         for stream in sorted(self._readers.keys() - wanted):
-            log.info("no longer consuming %s; in-flight entries finish first", stream,
-                     extra=self._ctx(stream=stream))
             task = self._readers.pop(stream)
             await asyncio.wait([task])  # the loop sees it was removed and returns
             # Its handler runs go on to their ack; the watcher is not held up by a slow one.
+            log.info("no longer consuming %s; in-flight entries finish first", stream,
+                     extra=self._ctx(stream=stream))
         if self._readers and self._claimer is None:
             self._claimer = asyncio.create_task(self._claim_loop(), name="claim")
         elif not self._readers and self._claimer is not None:
