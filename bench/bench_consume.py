@@ -353,6 +353,8 @@ async def main() -> None:
             profiler.disable()
             print(f"{args.profile}: {args.events / seconds:,.0f} ev/s under cProfile")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            if os.environ.get("PROFILE_DUMP"):
+                profiler.dump_stats(os.environ["PROFILE_DUMP"])
             return
         print(f"{len(args.only)} contenders, {args.repeats} interleaved rounds (order rotates)")
         results: dict[str, list[float]] = {name: [] for name in args.only}
