@@ -76,15 +76,17 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
         app = AppProcess("app:app", env, tmp_path, "secretmagic")
         with app_processes(app):
             app.wait_output("consuming sales-updates")
-            r.xadd("sales-updates", job(client, "sales_updated", table_name="sales",
-                                        integration_id="int-1"))
-            r.xadd("bom-updates", job(client, "bom_updated", table_name="bom"))
+            sent = [("sales-updates", job(client, "sales_updated", table_name="sales",
+                                          integration_id="int-1")),
+                    ("bom-updates", job(client, "bom_updated", table_name="bom"))]
+            for stream, fields in sent:
+                r.xadd(stream, fields)
             services.wait_for(lambda: r.xlen("features-updates") == 1
                               and r.xlen("bom-exploded") == 1, 30, "both notifications")
 
             relay.cut()  # the store goes away while the next event is handled
-            late = job(client, "stock_updated", table_name="stock")
-            r.xadd("stock-updates", late)
+            sent.append(("stock-updates", job(client, "stock_updated", table_name="stock")))
+            r.xadd(*sent[-1])
             app.wait_output("handler failed; will retry")
             relay.restore()
             services.wait_for(lambda: r.xlen("features-updates") == 2, 30, "handled after retry")
@@ -117,6 +119,9 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
          "depth": 1},
         {"client_id": client, "product_id": "bike", "component_id": "spoke", "quantity": 64.0,
          "depth": 2}]
-    print(f"sent=3 handled=3 dead_lettered={dlq} lost=0 (one after a retry)")
-    assert dlq == 0
+    handled = len(notes) + len(boms)  # one notification per event handled
+    lost = len(sent) - handled - dlq
+    print(f"sent={len(sent)} handled={handled} dead_lettered={dlq} lost={lost} "
+          "(one after a retry)")
+    assert (handled, dlq, lost) == (3, 0, 0)
     assert "deliveries=2" in app.output
