@@ -7,12 +7,14 @@ record in Redis what they handle.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any, cast
 
+import asyncpg
 import pytest
 import redis
 
@@ -266,3 +268,60 @@ def test_redis_unreachable_at_start_then_the_app_connects(tmp_path: Path) -> Non
         assert "is reachable again" in w.output
     finally:
         server.close()
+
+
+def test_postgres_down_while_events_flow_loses_no_event_and_no_log_row(
+        redis_url: str, tmp_path: Path) -> None:
+    """The log database goes away for a third of the run: events are handled all along, and
+    the 'event handled' rows kept meanwhile are written once it is back (within LOGS_BUFFER)."""
+    r = redis.Redis.from_url(redis_url)
+    stream, prefix, schema = unique("pgdown"), unique("rec"), unique("logs").replace("-", "_")
+    pg = services.PrivatePostgres().start()
+    env = {**recorder_env(redis_url, tmp_path, stream, prefix), "LOGS_DSN": pg.dsn,
+           "LOGS_SCHEMA": schema}
+    sent: list[str] = []
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            fields = job()
+            r.xadd(stream, fields)
+            sent.append(fields["event_id"])
+        wait(lambda: len(handled(r, prefix)) == len(sent), 30, f"{len(sent)} handled")
+
+    def logged() -> set[str]:
+        rows = asyncio.run(_fetch(pg.dsn, f"SELECT context->>'event_id' FROM {schema}.logs "
+                                          "WHERE message = 'event handled'"))
+        return {row[0] for row in rows}
+
+    try:
+        with app_processes(AppProcess(TARGET, env, tmp_path, "worker")) as (w,):
+            w.wait_output(f"consuming {stream}")
+            send(100)
+            wait(lambda: logged() >= set(sent), 30, "the first 100 logged in PostgreSQL")
+            pg.stop()
+            send(100)  # handled while PostgreSQL is down
+            pg.start()
+            send(100)
+            wait(lambda: logged() >= set(sent), 60, "all 300 logged once PostgreSQL is back")
+            assert w.proc and w.proc.poll() is None
+        counts = handled(r, prefix)
+        dlq = [f for _, f in cast(Entries, r.xrange("secretmagic-group:dlq"))
+               if f.get(b"dlq_stream") == stream.encode()]
+        lost = len(set(sent) - set(counts)) - len(dlq)
+        rows = logged()
+        print(f"sent={len(sent)} handled={len(counts)} dead_lettered={len(dlq)} lost={lost} "
+              f"log_rows={len(rows & set(sent))}")
+        assert lost == 0 and not dlq and set(counts.values()) == {1}
+        assert rows >= set(sent)
+        # The outage and the recovery were reported on the console, each once.
+        assert w.output.count("unavailable") == 1 and "reachable again" in w.output
+    finally:
+        pg.close()
+
+
+async def _fetch(dsn: str, query: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
