@@ -72,10 +72,38 @@ def test_collector_gauges_match_the_streams(r: redis.Redis, keys: Keys, redis_ur
     assert gauge("secretmagic_outbox_depth") == 5
     assert gauge("secretmagic_outbox_oldest_age_seconds") == 12.5
 
+    # The entries were added just now: the oldest pending one is younger than this test.
+    assert 0 <= cast(float, gauge("secretmagic_group_oldest_pending_age_seconds",
+                                  stream=stream, group=group)) < 60
+
     r.xreadgroup(group, "c1", {stream: ">"})  # catches up
     r.xack(stream, group, *[entry_id for entry_id, _ in cast(Entries, r.xrange(stream))])
     assert gauge("secretmagic_group_lag", stream=stream, group=group) == 0
     assert gauge("secretmagic_group_pending", stream=stream, group=group) == 0
+    assert gauge("secretmagic_group_oldest_pending_age_seconds", stream=stream, group=group) == 0
+
+
+def test_oldest_pending_age_counts_from_when_the_entry_was_added(r: redis.Redis,
+                                                                 keys: Keys) -> None:
+    stream, group = keys("m-stuck"), keys("m-group")
+    seconds, _ = cast(tuple[int, int], r.time())
+    added = [(seconds - 600) * 1000, (seconds - 90) * 1000]  # 10 min and 90 s ago, Redis clock
+    for ms in added:
+        r.xadd(stream, {"event_type": "x"}, id=f"{ms}-0")
+    r.xgroup_create(stream, group, id="0")
+    r.xreadgroup(group, "c1", {stream: ">"})
+    registry = CollectorRegistry()
+    registry.register(StreamCollector(r))
+
+    def age() -> float:
+        value = registry.get_sample_value("secretmagic_group_oldest_pending_age_seconds",
+                                          {"stream": stream, "group": group})
+        assert value is not None
+        return value
+
+    assert 600 <= age() < 660
+    r.xack(stream, group, f"{added[0]}-0")  # the oldest is done: the next one is the oldest
+    assert 90 <= age() < 150
 
 
 def test_collector_lag_on_redis_6_2() -> None:
