@@ -238,10 +238,12 @@ def cmd_lag(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.print(
             table(
-                ["STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "LAG FROM"],
+                ["STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "LAG FROM",
+                 "OLDEST PENDING"],
                 [
                     (g.stream, g.group, _lag_cell(g.lag, g.lag_capped), g.pending, g.consumers,
-                     g.last_delivered_id, g.lag_source)
+                     g.last_delivered_id, g.lag_source,
+                     duration(round(g.oldest_pending_s * 1000)) if g.pending else "-")
                     for g in found
                 ],
             )

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
-from typing import Any, cast
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
@@ -160,18 +160,6 @@ class StreamCollector(Collector):
             ),
         }
 
-    def _oldest_pending_age(self, stream: str, group: str, pending: int) -> float:
-        if not pending:
-            return 0.0
-        try:
-            oldest = monitor.pending_summary(self.client, stream, group).min_id
-        except monitor.MonitorError:  # stream or group deleted since XINFO GROUPS
-            return 0.0
-        if oldest is None:  # acked since XINFO GROUPS
-            return 0.0
-        seconds, micros = cast(tuple[int, int], self.client.time())  # Redis' clock made the id
-        return max(0.0, seconds + micros / 1e6 - int(oldest.split("-")[0]) / 1e3)
-
     def collect(self) -> Iterator[Metric]:
         f = self._families()
         up = 1
@@ -189,8 +177,9 @@ class StreamCollector(Collector):
                 for g in stream_groups:
                     f["lag"].add_metric([info.name, g.name], g.lag)
                     f["pending"].add_metric([info.name, g.name], g.pending)
-                    f["oldest_pending"].add_metric(
-                        [info.name, g.name], self._oldest_pending_age(info.name, g.name, g.pending))
+                    stuck = (monitor.oldest_pending_age(self.client, info.name, g.name)
+                             if g.pending else 0.0)
+                    f["oldest_pending"].add_metric([info.name, g.name], stuck)
                     f["consumers"].add_metric([info.name, g.name], g.consumers)
         except redis.RedisError as exc:
             up = 0

@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -120,6 +120,7 @@ class GroupLag(_Dict):
     pending: int
     consumers: int
     last_delivered_id: str
+    oldest_pending_s: float  # age of the oldest unacknowledged entry; 0 when none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,6 +392,7 @@ def lag(r: redis.Redis, cap: int = LAG_CAP) -> list[GroupLag]:
                 pending=g.pending,
                 consumers=g.consumers,
                 last_delivered_id=g.last_delivered_id,
+                oldest_pending_s=oldest_pending_age(r, info.name, g.name) if g.pending else 0.0,
             )
             for g in stream_groups
         )
@@ -413,6 +415,19 @@ def pending_summary(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP) -> 
         max_id=_opt(raw.get("max")),
         consumers={text(c["name"]): int(c["pending"]) for c in raw.get("consumers") or []},
     )
+
+
+def oldest_pending_age(r: redis.Redis, stream: str, group: str) -> float:
+    """Seconds since the group's oldest unacknowledged entry was added to the stream (by Redis'
+    clock, which made its id), 0 when nothing is pending: how long its oldest work is stuck."""
+    try:
+        oldest = pending_summary(r, stream, group).min_id
+    except MonitorError:  # the stream or group was deleted meanwhile
+        return 0.0
+    if oldest is None:
+        return 0.0
+    seconds, micros = cast(tuple[int, int], r.time())
+    return max(0.0, seconds + micros / 1e6 - int(oldest.split("-")[0]) / 1e3)
 
 
 def pending(

@@ -143,7 +143,8 @@ def test_lag(r: redis.Redis, keys: Keys) -> None:
 
     (mine,) = [g for g in run("lag", "--json").json() if g["stream"] == stream]
     assert set(mine) == {"stream", "group", "lag", "lag_source", "lag_capped", "pending",
-                         "consumers", "last_delivered_id"}
+                         "consumers", "last_delivered_id", "oldest_pending_s"}
+    assert 0 <= mine["oldest_pending_s"] < 60  # the entries were added just now
     assert (mine["lag"], mine["lag_source"], mine["lag_capped"]) == (4, "xinfo", False)
 
 
