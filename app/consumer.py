@@ -26,6 +26,9 @@ Handling a batch:
     FatalError / no handler for event_type   → DLQ + XACK
     other error, deliveries < max            → no ACK: pending, retried after backoff
     other error, deliveries = max            → DLQ (MaxDeliveriesExceeded, last error) + XACK
+    Unavailable (the store is down)          → no ACK, never DLQ: the stream reads no new entries
+                                               and retries its pending ones at the capped backoff
+                                               until one succeeds; then reading resumes
 
 Redis down: loops wait and retry (logged once per outage). NOGROUP or "UNBLOCKED the stream key no
 longer exists" (restart without persistence, FLUSHALL, DEL): the group is recreated with a
@@ -51,7 +54,13 @@ from redis.asyncio import Redis
 
 from app import dlq, events
 from app.config import Config, LiveConfig, Subscriber
-from app.errors import FatalError, MalformedEvent, MaxDeliveriesExceeded, RetryableError
+from app.errors import (
+    FatalError,
+    MalformedEvent,
+    MaxDeliveriesExceeded,
+    RetryableError,
+    Unavailable,
+)
 from app.events import Event
 from app.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
 
@@ -123,6 +132,7 @@ class StreamConsumer:
         self._errors: dict[str, str] = {}  # stream -> the error last logged for it
         self._last_cleanup = time.monotonic()
         self._claim_from: dict[str, str] = {}  # stream -> where the walk of its pending list is
+        self.waiting: dict[str, str] = {}  # stream -> the outage (Unavailable) it waits out
         live.subscribe(self._on_config)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -189,6 +199,7 @@ class StreamConsumer:
             self._readers[stream] = asyncio.create_task(self._read_loop(stream),
                                                         name=f"read:{stream}")
         for stream in sorted(self._readers.keys() - wanted):
+            self.waiting.pop(stream, None)
             task = self._readers.pop(stream)
             await asyncio.wait([task])  # the loop sees it was removed and returns
             # Its handler runs go on to their ack; the watcher is not held up by a slow one.
@@ -212,6 +223,9 @@ class StreamConsumer:
             if len(work) >= policy.concurrency:  # enough queued: read more when one finishes
                 await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
                 continue
+            if stream in self.waiting:  # new entries would fail the same way: leave them queued
+                await self._pause(policy.block_ms / 1e3)
+                continue
             reply = await self._redis(stream, lambda p=policy: self.client.xreadgroup(  # type: ignore[misc]
                 self.group, self.consumer, {stream: ">"}, count=p.batch_size, block=p.block_ms))
             if not reply:
@@ -227,6 +241,8 @@ class StreamConsumer:
             for stream in list(self._readers):
                 if self._active(stream):
                     await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
+                if stream in self.waiting:
+                    await self._redis(stream, lambda s=stream: self._mine_pending(s))  # type: ignore[misc]
             every = min(CLEANUP_EVERY_S, self.policy.consumer_idle_timeout_s / 2)
             if time.monotonic() - self._last_cleanup > every:
                 self._last_cleanup = time.monotonic()
@@ -256,6 +272,13 @@ class StreamConsumer:
             log.info("claimed %d pending entr%s", len(batch), "y" if len(batch) == 1 else "ies",
                      extra=self._ctx(stream=stream, entry_ids=[d.entry_id for d in batch]))
             await self._handle(stream, batch)
+
+    async def _mine_pending(self, stream: str) -> None:
+        """A stream waiting out an outage resumes also when none of its entries is pending here
+        any more (another instance retried them, or they were trimmed)."""
+        if not await self.client.xpending_range(stream, self.group, min="-", max="+", count=1,
+                                                consumername=self.consumer):
+            self._resume(stream, "nothing of this instance is pending there any more")
 
     async def _due(self, stream: str) -> dict[str, tuple[int, float]]:
         """Pending entries ready for another attempt: entry id -> (deliveries so far, idle needed).
@@ -393,9 +416,10 @@ class StreamConsumer:
         policy = self.policy
         good: list[Delivery] = []
         for d in batch:
-            if d.deliveries > policy.max_deliveries:
+            error = await self._last_error(d) if d.deliveries > policy.max_deliveries else None
+            if d.deliveries > policy.max_deliveries and not _is_outage(error):
                 # The previous attempt never finished (a consumer died while handling it).
-                error = await self._last_error(d) or "the last attempt did not finish"
+                error = error or "the last attempt did not finish"
                 await self._dead_letter([d], MaxDeliveriesExceeded(
                     f"delivered {d.deliveries} times (max_deliveries={policy.max_deliveries});"
                     f" last error: {error}"))
@@ -439,6 +463,7 @@ class StreamConsumer:
 
     async def _ack(self, d: Delivery, seconds: float) -> None:
         await self._acks.add(d.all)  # returns once this run's entries are acked in Redis
+        self._resume(d.stream, "an event succeeded")
         HANDLE_SECONDS.labels(d.stream).observe(seconds)
         EVENTS.labels(d.stream, "handled").inc()
         if d.riders:
@@ -461,9 +486,21 @@ class StreamConsumer:
                              ex=policy.dedup_window_s)
             await pipe.execute()
 
+    def _resume(self, stream: str, why: str) -> None:
+        if self.waiting.pop(stream, None):
+            log.warning("%s: %s; reading new entries resumes", stream, why,
+                        extra=self._ctx(stream=stream))
+
     async def _failed(self, d: Delivery, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        if d.deliveries >= self.policy.max_deliveries:
+        outage = isinstance(exc, Unavailable)
+        reason = f"{Unavailable.__name__ if outage else type(exc).__name__}: {exc}"
+        if outage and d.stream not in self.waiting:
+            self.waiting[d.stream] = reason
+            log.error("reading %s paused: what it depends on is unavailable; its pending entries "
+                      "are retried at most every %.0f s and never dead-lettered for this",
+                      d.stream, self.policy.backoff.max_ms / 1e3,
+                      extra=self._ctx(stream=d.stream, error=reason))
+        if d.deliveries >= self.policy.max_deliveries and not outage:
             await self._dead_letter(d.all, MaxDeliveriesExceeded(
                 f"delivered {d.deliveries} times (max_deliveries={self.policy.max_deliveries});"
                 f" last error: {reason}"))
@@ -596,6 +633,11 @@ def _coalesce(batch: list[Delivery]) -> list[Delivery]:
             latest[key].riders = []
         latest[key] = d
     return list(latest.values())
+
+
+def _is_outage(error: str | None) -> bool:
+    """Whether an entry's recorded last error (see _failed) was an outage."""
+    return error is not None and error.startswith(f"{Unavailable.__name__}: ")
 
 
 def _text(value: bytes | str) -> str:

@@ -60,6 +60,7 @@ import redis
 
 from app import monitor
 from app.cli import table
+from app.dlq import dlq_stream, errors_key
 from scripts import integrator as integ
 from scripts import services
 from scripts.downstream import line as describe_found
@@ -71,7 +72,7 @@ CONFIG = ROOT / "configs" / "config.dev.yaml"
 GROUP = "secretmagic-group"
 IN_STREAMS = ("sales-updates", "stock-updates", "bom-updates", "products-updates")
 OUT_STREAMS = ("features-updates", "bom-exploded")
-DLQ = f"{GROUP}:dlq"
+DLQ = dlq_stream(GROUP)
 DOWNSTREAM = {"trainer-group": ("features-updates",),
               "analytics-group": ("features-updates", "bom-exploded")}
 SHORT = {"sales-updates": "sales", "stock-updates": "stock", "bom-updates": "bom",
@@ -488,7 +489,7 @@ class Demo:
         integ.publish_stock(r, LATE_STOCK_CLIENT, self.published)
         stream, entry_id, fields = self.published.entries[-1]
         key = f"{stream}/{entry_id}"
-        errors = f"{GROUP}:errors"  # where the policy keeps an entry's last error (app.consumer)
+        errors = errors_key(GROUP)  # where the policy keeps an entry's last error
         try:
             self.wait_for(lambda: bool(r.hexists(errors, key)), "the handler's first failure",
                           timeout=20)

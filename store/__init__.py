@@ -16,10 +16,11 @@
 masked as ***) and the backend connects on first use. Every method is a coroutine; blocking I/O
 runs off the event loop (chDB on one dedicated thread per process, pymysql/HTTP on worker threads).
 
-Errors: a store that is down, unreachable or timing out raises `app.errors.RetryableError`
-naming the backend and host; a request that can never succeed (missing table, wrong schema, a bad
-value, a frame that does not fit the table) raises `app.errors.FatalError`. Unknown table names
-and bad arguments raise ValueError. Messages never contain the password.
+Errors: a store that is down, unreachable or timing out raises `app.errors.Unavailable` (a
+RetryableError the delivery policy waits out) naming the backend and host; other transient
+failures raise `app.errors.RetryableError`; a request that can never succeed (missing table,
+wrong schema, a bad value, a frame that does not fit the table) raises `app.errors.FatalError`.
+Unknown table names and bad arguments raise ValueError. Messages never contain the password.
 
 Tables (key columns marked *, client_id first in every key):
 
@@ -366,7 +367,7 @@ class Store(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Raise RetryableError if the store cannot be reached."""
+        """Raise Unavailable if the store cannot be reached."""
 
     async def close(self) -> None:
         """Release connections (idempotent). The store is unusable afterwards."""

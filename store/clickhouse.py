@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from app.errors import FatalError, RetryableError
+from app.errors import FatalError, RetryableError, Unavailable
 from store import (
     TABLES,
     StoreDSN,
@@ -159,7 +159,7 @@ class ClickHouseStore:
             detail = detail[:2000] + " ..."
         where = f"{self.name} store at {d.where}/{d.database}"
         if isinstance(exc, ch.OperationalError | OSError | socket.timeout | ConnectionError):
-            return RetryableError(f"{where} unavailable during {what}: {detail}")
+            return Unavailable(f"{where} unavailable during {what}: {detail}")
         if self._chdb and isinstance(exc, ch.ProgrammingError) and "chdb engine" in str(exc):
             return FatalError(
                 f"{where}: chDB allows one engine location per process and another one is open "

@@ -43,7 +43,7 @@ import pymysql.converters
 import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
-from app.errors import FatalError, RetryableError
+from app.errors import FatalError, RetryableError, Unavailable
 from store import (
     StoreDSN,
     TableSpec,
@@ -236,7 +236,7 @@ class MySQLStore:
         where = f"{self.name} store at {d.where}/{d.database}"
         errno = _errno(exc)
         if _is_connection_error(exc):
-            return RetryableError(f"{where} unavailable during {what}: {detail}")
+            return Unavailable(f"{where} unavailable during {what}: {detail}")
         if isinstance(exc, pl.exceptions.PolarsError):
             return FatalError(f"{where}: {what} returned values that do not parse: {detail}")
         if errno in _RACE_ERRNOS and what.startswith("replace"):

@@ -23,7 +23,7 @@ from faststream.redis import RedisRouter
 from app import dlq, monitor
 from app.broker import stream_subscriber
 from app.config import Config
-from app.errors import FatalError, RetryableError
+from app.errors import FatalError, RetryableError, Unavailable
 from app.events import MAX_ENTRY_BYTES, Event
 from app.outbox import Outbox
 from tests import harness, services
@@ -182,6 +182,75 @@ async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_u
         assert gap >= backoff - 0.03
     assert gaps[0] < gaps[2]  # they grow
     assert await dlq_entries(r) == [] and await pending_count(r, stream) == 0
+
+
+async def test_an_outage_is_waited_out_never_dead_lettered(r: aioredis.Redis,
+                                                           redis_url: str) -> None:
+    """The store stays down far past the retry budget (max_deliveries=2): nothing is
+    dead-lettered, the stream reads no new entries meanwhile, and everything is handled once
+    the store is back."""
+    stream, rec = unique("outage"), Recorder()
+    store_up = asyncio.Event()
+
+    async def store(event: Event, attempt: int) -> None:
+        if not store_up.is_set():
+            raise Unavailable("mysql store at 127.0.0.1:3306/test unavailable during read sales")
+
+    first = job()
+    await r.xadd(stream, first)
+    backoff = {"base_ms": 50, "factor": 2.0, "max_ms": 200, "jitter": 0.0}
+    later = [job() for _ in range(5)]
+    async with worker(rec.router(stream, store), redis_url,
+                      config([stream], max_deliveries=2, backoff=backoff)) as w:
+        key = first["event_id"]
+        await wait_until(lambda: rec.attempts[key] >= 3, 10, "a delivery past max_deliveries")
+        for fields in later:
+            await r.xadd(stream, fields)
+        tried = rec.attempts[key]
+        await wait_until(lambda: rec.attempts[key] >= tried + 2, 10, "two more retries")
+        # Meanwhile the read loop, had it been reading, would have had the later ones at once.
+        assert [rec.attempts[f["event_id"]] for f in later] == [0] * len(later)
+        assert w.waiting.keys() == {stream} and await dlq_entries(r) == []
+        with sync_redis.Redis.from_url(redis_url) as sync_r:
+            (shown,) = await asyncio.to_thread(monitor.pending, sync_r, stream, GROUP)
+        assert shown.last_error == ("Unavailable: mysql store at 127.0.0.1:3306/test "
+                                    "unavailable during read sales")
+        store_up.set()
+        await rec.wait_handled(1 + len(later))
+        await wait_until(lambda: _eq(pending_count(r, stream), 0), 10, "all acked")
+        assert w.waiting == {}
+    sent = [first, *later]
+    dead = await dlq_entries(r)
+    lost = len({f["event_id"] for f in sent} - set(rec.handled)) - len(dead)
+    print(f"\n[outage] sent={len(sent)} handled={len(rec.handled)} dead_lettered={len(dead)} "
+          f"lost={lost} deliveries_of_the_first={rec.attempts[key]} (max_deliveries=2)")
+    assert lost == 0 and dead == [] and rec.attempts[key] > 2
+
+
+async def test_a_waiting_stream_resumes_once_nothing_of_its_own_is_pending(
+        r: aioredis.Redis, redis_url: str) -> None:
+    """Its outage-struck entry was finished elsewhere (here: acked by hand, as another instance
+    would): with nothing left to retry, reading resumes without a success of its own."""
+    stream, rec = unique("resume"), Recorder()
+    first = job()
+
+    async def store(event: Event, attempt: int) -> None:
+        if str(event.event_id) == first["event_id"]:
+            raise Unavailable("clickhouse store at 127.0.0.1:8123/default unavailable")
+
+    entry_id = cast(bytes, await r.xadd(stream, first)).decode()
+    backoff = {"base_ms": 50, "factor": 2.0, "max_ms": 200, "jitter": 0.0}
+    async with worker(rec.router(stream, store), redis_url,
+                      config([stream], backoff=backoff)) as w:
+        # Three attempts: by then the read loop has come back from its last blocked read
+        # (block_ms 100) and stopped reading.
+        await wait_until(lambda: rec.attempts[first["event_id"]] >= 3, 10, "three attempts")
+        assert w.waiting.keys() == {stream}
+        later = job()
+        await r.xadd(stream, later)
+        await r.xack(stream, GROUP, entry_id)  # another instance's work, done
+        await rec.wait_handled(1)
+        assert set(rec.handled) == {later["event_id"]}
 
 
 async def test_max_deliveries_dead_letters_with_the_count(r: aioredis.Redis,

@@ -1,6 +1,7 @@
 """The real app (`faststream run app:app`) end to end: a raw `XADD` in, features and exploded BOM
 in a real MySQL-protocol store, `features_updated`/`bom_exploded` out; and the store cut off
-(a TCP relay the test controls) while an event is handled: retried, then done when it is back.
+(a TCP relay the test controls) while an event is handled, for longer than max_deliveries allows:
+waited out, never dead-lettered, done when it is back.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
     with services.private_redis() as server:
         r = redis.Redis(host=services.HOST, port=server.port)
         streams = ["sales-updates", "stock-updates", "bom-updates", "products-updates"]
-        path = write_config(tmp_path / "config.yaml", config(streams))
+        path = write_config(tmp_path / "config.yaml", config(streams, max_deliveries=2))
         env = {**messenger_env(server.url), "SECRETMAGIC_CONFIG": str(path),
                "STORE_DSN": relay.dsn(database)}
         app = AppProcess("app:app", env, tmp_path, "secretmagic")
@@ -84,10 +85,11 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
             services.wait_for(lambda: r.xlen("features-updates") == 1
                               and r.xlen("bom-exploded") == 1, 30, "both notifications")
 
-            relay.cut()  # the store goes away while the next event is handled
+            relay.cut()  # the store goes away while the next event is handled ...
             sent.append(("stock-updates", job(client, "stock_updated", table_name="stock")))
             r.xadd(*sent[-1])
-            app.wait_output("handler failed; will retry")
+            app.wait_output("reading stock-updates paused")
+            app.wait_output("deliveries=3")  # ... and stays away past max_deliveries=2
             relay.restore()
             services.wait_for(lambda: r.xlen("features-updates") == 2, 30, "handled after retry")
             services.wait_for(lambda: all(
@@ -122,6 +124,6 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
     handled = len(notes) + len(boms)  # one notification per event handled
     lost = len(sent) - handled - dlq
     print(f"sent={len(sent)} handled={handled} dead_lettered={dlq} lost={lost} "
-          "(one after a retry)")
+          "(one after an outage longer than max_deliveries)")
     assert (handled, dlq, lost) == (3, 0, 0)
-    assert "deliveries=2" in app.output
+    assert "reading new entries resumes" in app.output
