@@ -170,6 +170,9 @@ class Runtime:
         if consumer:
             health.details["streams"] = consumer.streams()
             health.details["consumer"] = consumer.consumer
+            # Streams paused by an outage of what they depend on: reported, but the process is
+            # doing the right thing (a restart would not bring the store back), so still healthy.
+            health.details["waiting"] = dict(consumer.waiting)
 
     async def stop_consuming(self) -> None:
         loop = asyncio.get_running_loop()

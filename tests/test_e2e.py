@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import cast
@@ -72,8 +73,9 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
         r = redis.Redis(host=services.HOST, port=server.port)
         streams = ["sales-updates", "stock-updates", "bom-updates", "products-updates"]
         path = write_config(tmp_path / "config.yaml", config(streams, max_deliveries=2))
+        metrics_port = services.free_port()
         env = {**messenger_env(server.url), "SECRETMAGIC_CONFIG": str(path),
-               "STORE_DSN": relay.dsn(database)}
+               "STORE_DSN": relay.dsn(database), "METRICS_PORT": str(metrics_port)}
         app = AppProcess("app:app", env, tmp_path, "secretmagic")
         with app_processes(app):
             app.wait_output("consuming sales-updates")
@@ -90,6 +92,11 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
             r.xadd(*sent[-1])
             app.wait_output("reading stock-updates paused")
             app.wait_output("deliveries=3")  # ... and stays away past max_deliveries=2
+            with urllib.request.urlopen(f"http://{services.HOST}:{metrics_port}/health") as got:
+                health = json.load(got)
+            assert health["status"] == "ok"  # waiting out an outage is the right thing to do
+            unavailable = IsStr(regex=r"Unavailable: mysql store at .* unavailable during .*")
+            assert health["details"]["waiting"] == {"stock-updates": unavailable}
             relay.restore()
             services.wait_for(lambda: r.xlen("features-updates") == 2, 30, "handled after retry")
             services.wait_for(lambda: all(
