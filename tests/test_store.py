@@ -28,7 +28,7 @@ import pymysql
 import pytest
 from polars.testing import assert_frame_equal
 
-from app.errors import FatalError, RetryableError
+from app.errors import FatalError, Unavailable
 from store import TABLES, Store, conform, load_ddl, mask_dsn, open_store, parse_dsn, table_spec
 from store.mysql import insert_statements
 from tests.services import free_port
@@ -525,7 +525,7 @@ def test_insert_statements_batches_by_rows_and_bytes() -> None:
 
 
 @pytest.mark.parametrize("scheme", ["mysql", "starrocks", "clickhouse"])
-async def test_store_down_is_retryable_and_names_backend_and_host(scheme: str) -> None:
+async def test_store_down_is_unavailable_and_names_backend_and_host(scheme: str) -> None:
     port = free_port()  # nothing listens there
     s = open_store(f"{scheme}://user:{SECRET}@127.0.0.1:{port}/db?connect_timeout=2")
     calls = [
@@ -535,7 +535,7 @@ async def test_store_down_is_retryable_and_names_backend_and_host(scheme: str) -
         s.replace("features", "c", features_frame("c", 3)),
     ]
     for call in calls:
-        with pytest.raises(RetryableError) as info:
+        with pytest.raises(Unavailable) as info:  # waited out by the policy, never DLQ'd
             await call
         message = str(info.value)
         assert scheme in message and f"127.0.0.1:{port}" in message, message
