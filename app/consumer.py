@@ -26,9 +26,9 @@ Handling a batch:
     FatalError / no handler for event_type   → DLQ + XACK
     other error, deliveries < max            → no ACK: pending, retried after backoff
     other error, deliveries = max            → DLQ (MaxDeliveriesExceeded, last error) + XACK
-    Unavailable (the store is down)          → no ACK, never DLQ: the stream reads no new entries
-                                               and retries its pending ones at the capped backoff
-                                               until one succeeds; then reading resumes
+    Unavailable (the store is down)          → no ACK, and not counted towards max: the stream
+                                               reads no new entries and retries its pending ones
+                                               at the capped backoff until one succeeds
 
 Redis down: loops wait and retry (logged once per outage). NOGROUP or "UNBLOCKED the stream key no
 longer exists" (restart without persistence, FLUSHALL, DEL): the group is recreated with a
@@ -416,14 +416,15 @@ class StreamConsumer:
         policy = self.policy
         good: list[Delivery] = []
         for d in batch:
-            error = await self._last_error(d) if d.deliveries > policy.max_deliveries else None
-            if d.deliveries > policy.max_deliveries and not _is_outage(error):
-                # The previous attempt never finished (a consumer died while handling it).
-                error = error or "the last attempt did not finish"
-                await self._dead_letter([d], MaxDeliveriesExceeded(
-                    f"delivered {d.deliveries} times (max_deliveries={policy.max_deliveries});"
-                    f" last error: {error}"))
-                continue
+            if d.deliveries > policy.max_deliveries:
+                error, outages = await self._failures(d)
+                if d.deliveries - outages > policy.max_deliveries:
+                    # The previous attempt never finished (a consumer died while handling it).
+                    await self._dead_letter([d], MaxDeliveriesExceeded(
+                        f"delivered {d.deliveries} times ({outages} of them during an outage;"
+                        f" max_deliveries={policy.max_deliveries}); last error: "
+                        f"{error or 'the last attempt did not finish'}"))
+                    continue
             try:
                 d.event = events.decode(d.fields)
             except MalformedEvent as exc:
@@ -477,7 +478,7 @@ class StreamConsumer:
         async with self.client.pipeline(transaction=False) as pipe:
             for stream in {d.stream for d in done}:
                 pipe.xack(stream, self.group, *[d.entry_id for d in done if d.stream == stream])
-            retried = [f"{d.stream}/{d.entry_id}" for d in done if d.deliveries > 1]
+            retried = [f for d in done if d.deliveries > 1 for f in _failure_fields(d)]
             if retried:
                 pipe.hdel(self._errors_key, *retried)
             if policy.dedup_window_s:
@@ -492,22 +493,31 @@ class StreamConsumer:
                         extra=self._ctx(stream=stream))
 
     async def _failed(self, d: Delivery, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
         outage = isinstance(exc, Unavailable)
-        reason = f"{Unavailable.__name__ if outage else type(exc).__name__}: {exc}"
         if outage and d.stream not in self.waiting:
             self.waiting[d.stream] = reason
             log.error("reading %s paused: what it depends on is unavailable; its pending entries "
                       "are retried at most every %.0f s and never dead-lettered for this",
                       d.stream, self.policy.backoff.max_ms / 1e3,
                       extra=self._ctx(stream=d.stream, error=reason))
-        if d.deliveries >= self.policy.max_deliveries and not outage:
+        # Deliveries that failed in an outage are not the event's fault: they are counted apart
+        # and do not use up max_deliveries.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for x in d.all:
+                error_field, outages_field = _failure_fields(x)
+                pipe.hset(self._errors_key, error_field, reason)
+                if outage:
+                    pipe.hincrby(self._errors_key, outages_field, 1)
+            pipe.hget(self._errors_key, _failure_fields(d)[1])
+            outages = int((await pipe.execute())[-1] or 0)
+        own = d.deliveries - outages
+        if own >= self.policy.max_deliveries:
             await self._dead_letter(d.all, MaxDeliveriesExceeded(
-                f"delivered {d.deliveries} times (max_deliveries={self.policy.max_deliveries});"
-                f" last error: {reason}"))
+                f"delivered {d.deliveries} times ({outages} of them during an outage;"
+                f" max_deliveries={self.policy.max_deliveries}); last error: {reason}"))
             return
         EVENTS.labels(d.stream, "retried").inc(len(d.all))
-        await self.client.hset(self._errors_key, mapping={
-            f"{x.stream}/{x.entry_id}": reason for x in d.all})
         retry_in = backoff_ms(self.policy, d.deliveries, rand=lambda: 0.5)
         log.warning("handler failed; will retry in ~%.1f s", retry_in / 1e3,
                     extra=self._ctx(**d.context(error=reason)),
@@ -521,7 +531,7 @@ class StreamConsumer:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xadd(dlq.dlq_stream(self.group), fields, maxlen=dlq.DLQ_MAXLEN)
                 pipe.xack(d.stream, self.group, d.entry_id)
-                pipe.hdel(self._errors_key, f"{d.stream}/{d.entry_id}")
+                pipe.hdel(self._errors_key, *_failure_fields(d))
                 await pipe.execute()
             EVENTS.labels(d.stream, "dead_lettered").inc()
             log.error("event dead-lettered", extra=self._ctx(
@@ -542,9 +552,10 @@ class StreamConsumer:
                 **d.context(handled_as=_text(handled_as))))
         return fresh
 
-    async def _last_error(self, d: Delivery) -> str | None:
-        value = await self.client.hget(self._errors_key, f"{d.stream}/{d.entry_id}")
-        return _text(value) if value else None
+    async def _failures(self, d: Delivery) -> tuple[str | None, int]:
+        """The entry's recorded last error, and how many of its deliveries failed in an outage."""
+        error, outages = await self.client.hmget(self._errors_key, _failure_fields(d))
+        return (_text(error) if error else None), int(outages or 0)
 
     @property
     def _errors_key(self) -> str:
@@ -635,9 +646,9 @@ def _coalesce(batch: list[Delivery]) -> list[Delivery]:
     return list(latest.values())
 
 
-def _is_outage(error: str | None) -> bool:
-    """Whether an entry's recorded last error (see _failed) was an outage."""
-    return error is not None and error.startswith(f"{Unavailable.__name__}: ")
+def _failure_fields(d: Delivery) -> tuple[str, str]:
+    """Its fields in the group's errors hash (dlq.errors_key): the last error, the outage count."""
+    return f"{d.stream}/{d.entry_id}", f"{d.stream}/{d.entry_id}#outages"
 
 
 def _text(value: bytes | str) -> str:

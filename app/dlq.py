@@ -29,8 +29,9 @@ def dlq_stream(group: str) -> str:
 
 
 def errors_key(group: str) -> str:
-    """The hash of the last error of each entry waiting for a retry (field `<stream>/<entry id>`):
-    what `secretmagic pending` shows, and what a dead letter after max_deliveries cites."""
+    """The hash of the failures of each entry waiting for a retry: its last error (field
+    `<stream>/<entry id>`; what `secretmagic pending` shows and a dead letter after
+    max_deliveries cites) and how many deliveries failed in an outage (`…#outages`)."""
     return f"{group}:errors"
 
 

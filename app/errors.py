@@ -3,8 +3,9 @@
 - RetryableError: the event may succeed later. Not acked; delivered again after a backoff that
   grows with the delivery count, until `max_deliveries`.
 - Unavailable (a RetryableError): a dependency (the store) cannot be reached, which is not the
-  event's fault. Never dead-lettered for it: the stream stops reading new entries and retries
-  its pending ones at the (capped) backoff until one succeeds, however long the outage lasts.
+  event's fault: such deliveries do not count towards `max_deliveries`. The stream stops reading
+  new entries and retries its pending ones at the (capped) backoff until one succeeds, however
+  long the outage lasts.
 - FatalError: the event can never succeed (a BOM cycle, malformed input). Acked and sent to the
   dead-letter stream at once.
 Any other exception is treated as retryable: a bug may be fixed by a deploy.
@@ -16,11 +17,7 @@ class RetryableError(Exception):
 
 
 class Unavailable(RetryableError):
-    """A dependency cannot be reached (connection refused, timeout): wait for it, do not give up.
-
-    The policy recognises it by this exact name in the entry's recorded error, so raise it
-    itself rather than a subclass.
-    """
+    """A dependency cannot be reached (connection refused, timeout): wait for it, do not give up."""
 
 
 class FatalError(Exception):

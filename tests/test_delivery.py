@@ -188,13 +188,19 @@ async def test_an_outage_is_waited_out_never_dead_lettered(r: aioredis.Redis,
                                                            redis_url: str) -> None:
     """The store stays down far past the retry budget (max_deliveries=2): nothing is
     dead-lettered, the stream reads no new entries meanwhile, and everything is handled once
-    the store is back."""
+    the store is back; the outage did not use up the first event's max_deliveries (it still
+    gets a second try after a failure of its own)."""
     stream, rec = unique("outage"), Recorder()
     store_up = asyncio.Event()
+
+    failed_after_outage: list[int] = []
 
     async def store(event: Event, attempt: int) -> None:
         if not store_up.is_set():
             raise Unavailable("mysql store at 127.0.0.1:3306/test unavailable during read sales")
+        if str(event.event_id) == first["event_id"] and not failed_after_outage:
+            failed_after_outage.append(attempt)  # a failure of its own: one of its 2 deliveries
+            raise RetryableError("a value the store could not parse yet")
 
     first = job()
     await r.xadd(stream, first)
@@ -225,6 +231,7 @@ async def test_an_outage_is_waited_out_never_dead_lettered(r: aioredis.Redis,
     print(f"\n[outage] sent={len(sent)} handled={len(rec.handled)} dead_lettered={len(dead)} "
           f"lost={lost} deliveries_of_the_first={rec.attempts[key]} (max_deliveries=2)")
     assert lost == 0 and dead == [] and rec.attempts[key] > 2
+    assert failed_after_outage and rec.attempts[key] == failed_after_outage[0] + 1
 
 
 async def test_a_waiting_stream_resumes_once_nothing_of_its_own_is_pending(
