@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis
 import yaml
 from faststream.redis import RedisRouter
@@ -141,6 +142,15 @@ async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str
         if drainer:
             await drainer.stop(5)
         await broker.stop()
+
+
+async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of one query on a fresh PostgreSQL connection."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
 
 
 # --- app processes -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from app.logs import (
     setup_console,
     uninstall,
 )
-from tests.harness import wait_until
+from tests.harness import fetch, wait_until
 from tests.services import PrivatePostgres, free_port
 
 # The seed's two queries, verbatim (docs «Мониторинг / Логи в PostgreSQL»).
@@ -99,14 +99,6 @@ def private_pg() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres()
     yield server
     server.close()
-
-
-async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 def seqs_in_insertion_order(rows: list[asyncpg.Record]) -> list[int]:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-import asyncpg
 import pytest
 import redis
 
@@ -26,6 +25,7 @@ from tests.harness import (
     StreamEntries,
     app_processes,
     config,
+    fetch,
     job,
     messenger_env,
     unique,
@@ -289,8 +289,8 @@ def test_postgres_down_while_events_flow_loses_no_event_and_no_log_row(
         wait(lambda: len(handled(r, prefix)) == len(sent), 30, f"{len(sent)} handled")
 
     def logged() -> set[str]:
-        rows = asyncio.run(_fetch(pg.dsn, f"SELECT context->>'event_id' FROM {schema}.logs "
-                                          "WHERE message = 'event handled'"))
+        rows = asyncio.run(fetch(pg.dsn, f"SELECT context->>'event_id' FROM {schema}.logs "
+                                         "WHERE message = 'event handled'"))
         return {row[0] for row in rows}
 
     try:
@@ -318,10 +318,3 @@ def test_postgres_down_while_events_flow_loses_no_event_and_no_log_row(
     finally:
         pg.close()
 
-
-async def _fetch(dsn: str, query: str) -> list[Any]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(query))
-    finally:
-        await conn.close()
