@@ -29,6 +29,7 @@ from app.broker import Broker, parse_entry
 from app.config import Config, LiveConfig
 from app.consumer import StreamConsumer
 from app.outbox import Outbox, OutboxDrainer
+from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {  # policy values that make delivery tests quick; the defaults suit production
@@ -190,14 +191,15 @@ class AppProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_output(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output:
-                return
-            if self.proc and self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: {text!r} not in its output:\n{self.output[-3000:]}")
+        """Wait for `text` in the output; give up at once if the process exits without it."""
+        def seen_or_exited() -> bool:
+            return text in self.output or (self.proc is not None and self.proc.poll() is not None)
+
+        with contextlib.suppress(TimeoutError):
+            services.wait_for(seen_or_exited, timeout, repr(text))
+        if text not in self.output:
+            raise AssertionError(f"{self.name}: {text!r} not in its output:\n"
+                                 f"{self.output[-3000:]}")
 
     def signal(self, sig: int) -> None:
         assert self.proc
