@@ -1,5 +1,5 @@
-"""Multi-level bill-of-materials explosion: pure polars, plus `refresh`, the thin store access
-around it (read the client's BOM, explode, replace the client's exploded BOM).
+"""Multi-level bill-of-materials explosion: pure polars, no I/O (the pipeline that reads a
+client's BOM from the store and writes the exploded BOM back is handlers.pipelines).
 
 `explode(edges)` takes one client's BOM edges (parent_id, child_id, qty_per; other columns,
 client_id included, are ignored: callers explode one client at a time and add client_id to the
@@ -16,14 +16,9 @@ a null id or a qty_per that is not a positive finite number (BomDataError), a cy
 (BomCycleError, naming one cycle), a path longer than max_depth edges (BomDepthError).
 """
 
-import asyncio
-import time
-
 import polars as pl
 
-from app.errors import FatalError
-from app.events import BomExplodedData
-from store import Store
+from core.errors import FatalError
 
 EDGE_SCHEMA = pl.Schema({"parent_id": pl.Utf8, "child_id": pl.Utf8, "qty_per": pl.Float64})
 
@@ -162,24 +157,4 @@ def _expand(graph: pl.DataFrame, max_depth: int) -> pl.DataFrame:
         .agg(pl.col("quantity").sum(), pl.col("depth").max())
         .sort("product_id", "component_id")
         .with_columns(pl.col("product_id", "component_id").cast(pl.Utf8))
-    )
-
-
-# --- store access: what a bom_updated event triggers ---------------------------------------------
-
-
-async def refresh(store: Store, client_id: str, max_depth: int) -> BomExplodedData:
-    """Explode a client's BOM from the store and replace its exploded BOM there (idempotent).
-
-    A cycle, a bad quantity or a too-deep tree raises (FatalError): the previous exploded BOM
-    stays in the store untouched.
-    """
-    started = time.perf_counter()
-    edges = await store.read("bom", client_id)
-    exploded = await asyncio.to_thread(explode, edges, max_depth)
-    rows = await store.replace("bom_exploded", client_id, exploded)
-    return BomExplodedData(
-        products_count=exploded.get_column("product_id").n_unique(),
-        rows=rows,
-        processing_time_ms=round((time.perf_counter() - started) * 1000),
     )

@@ -1,5 +1,5 @@
-"""ML features from a client's sales (and stock) history: pure polars, plus `refresh`, the thin
-store access around it (read the client's data, compute, replace the client's features).
+"""ML features from a client's sales (and stock) history: pure polars, no I/O (the pipeline that
+reads a client's data from the store and writes its features back is handlers.pipelines).
 
 `compute_features(sales, stock, products, params)` returns the features in long format
 (client_id, product_id, date, feature, value), the shape the store upserts by
@@ -36,16 +36,11 @@ every feature column computed (sorted), even one null everywhere for this input 
 sales (after the product filter) give an empty frame and empty lists.
 """
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from app.events import FeaturesUpdatedData
-from store import Store
 
 KEYS = ["client_id", "product_id"]
 
@@ -214,32 +209,3 @@ def _with_stock(wide: pl.LazyFrame, stock: pl.DataFrame, params: FeatureParams) 
     return wide.with_columns(
         days_of_cover=pl.when(ma > 0).then(pl.col("stock_on_hand") / ma),
     )
-
-
-# --- store access: what a sales_updated / stock_updated / products_updated event triggers --------
-
-
-async def refresh(store: Store, client_id: str, params: FeatureParams) -> FeaturesUpdatedData:
-    """Recompute a client's features from the store and replace them there (idempotent)."""
-    started = time.perf_counter()
-    sales, stock, meta = await asyncio.gather(
-        store.read("sales", client_id), store.read("stock", client_id),
-        store.read("product_meta", client_id))
-    # polars releases the GIL: computing on a worker thread keeps the event loop responsive.
-    result = await asyncio.to_thread(compute_features, sales, stock, meta, params)
-    rows = await store.replace("features", client_id, result.frame)
-    return FeaturesUpdatedData(
-        features_count=len(result.feature_names),
-        feature_types=result.feature_types,
-        rows=rows,
-        processing_time_ms=round((time.perf_counter() - started) * 1000),
-    )
-
-
-async def refresh_products(store: Store, client_id: str) -> int:
-    """Snapshot a client's product metadata (what `compute_features` filters on) from the
-    integrator's products table into product_meta; returns the rows written."""
-    products = await store.read("products", client_id)
-    meta = products.select("client_id", "product_id", "category",
-                           pl.col("active").fill_null(True)).unique(KEYS, keep="last")
-    return await store.replace("product_meta", client_id, meta)

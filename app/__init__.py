@@ -1,20 +1,12 @@
-"""secretmagic: the FastStream worker. `faststream run app:app` runs it.
+"""secretmagic's FastStream app: `faststream run app:app`.
 
-`app.app` (and `app.broker`) are built on first access from the environment, the mutable config
-and the handlers module, so that pure modules (`features`, `bom`, `store`) and tests can import
-`app.errors`, `app.events` … without reading the environment, and a test can build an app of its
-own handlers with `app.main.create_app(router, settings, live)`.
+The layout, bottom up: core (errors, the Event and its wire format, key names), store, features
+and bom (pure), handlers (the routing table and the pipelines), settings; then this package: the
+delivery policy (`app.delivery`), publishing and the outbox (`app.publishing`), logs, metrics and
+health (`app.observability`), the operators' views (`app.ops`), the CLI (`app.cli`), and the
+composition root (`app.main`) with what it runs (`app.runtime`).
 """
 
-from typing import Any
+from app.main import app
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("app", "broker"):
-        import handlers
-        from app.main import create_app, load
-
-        worker = create_app(handlers.router, *load())
-        globals().update(app=worker, broker=worker.broker)
-        return globals()[name]
-    raise AttributeError(f"module 'app' has no attribute {name!r}")
+__all__ = ["app"]

@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's top-level modules
 
 import redis.asyncio as aioredis  # noqa: E402
+from app.consumer import StreamConsumer  # noqa: E402
+from app.events import Event  # noqa: E402
 from faststream._internal.utils.functions import to_async  # noqa: E402
 from faststream.redis import RedisBroker, RedisRouter, StreamSub  # noqa: E402
 from faststream.redis.annotations import (  # noqa: E402
@@ -60,11 +62,9 @@ from faststream.redis.annotations import (  # noqa: E402
 )
 from faststream.redis.prometheus import RedisPrometheusMiddleware  # noqa: E402
 
-from app import dlq, events, metrics  # noqa: E402
+from app import events, metrics  # noqa: E402
 from app.broker import Broker, parse_entry, stream_subscriber  # noqa: E402
-from app.config import Config, LiveConfig  # noqa: E402
-from app.consumer import StreamConsumer  # noqa: E402
-from app.events import Event  # noqa: E402
+from settings import Config, LiveConfig  # noqa: E402
 from tests import services  # noqa: E402
 from tests.harness import StreamEntries, job  # noqa: E402
 
@@ -241,8 +241,8 @@ async def fill(r: aioredis.Redis, stream: str, group: str, n: int) -> None:
 
 async def cleanup(r: aioredis.Redis, run: Run) -> int:
     """Delete what the run left in Redis; return the DLQ length (must be 0)."""
-    dead = await r.xlen(dlq.dlq_stream(run.group))
-    await r.delete(run.stream, dlq.dlq_stream(run.group), f"{run.group}:errors")
+    dead = await r.xlen(keys.dlq_stream(run.group))
+    await r.delete(run.stream, keys.dlq_stream(run.group), f"{run.group}:errors")
     batch: list[bytes] = []
     async for key in r.scan_iter(match=f"{run.group}:seen:*", count=5000):
         batch.append(key)

@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import redis  # noqa: E402
 
-from app.config import Config  # noqa: E402
+from settings import Config  # noqa: E402
 from tests import services  # noqa: E402
 from tests.harness import (  # noqa: E402
     AppProcess,

@@ -58,9 +58,9 @@ from typing import IO, Any
 
 import redis
 
-from app import monitor
 from app.cli import table
-from app.dlq import dlq_stream, errors_key
+from app.ops import monitor
+from core.keys import dlq_stream, errors_key
 from scripts import integrator as integ
 from scripts import services
 from scripts.downstream import line as describe_found

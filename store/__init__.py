@@ -16,10 +16,10 @@
 masked as ***) and the backend connects on first use. Every method is a coroutine; blocking I/O
 runs off the event loop (chDB on one dedicated thread per process, pymysql/HTTP on worker threads).
 
-Errors: a store that is down, unreachable or timing out raises `app.errors.Unavailable` (a
+Errors: a store that is down, unreachable or timing out raises `core.errors.Unavailable` (a
 RetryableError the delivery policy waits out) naming the backend and host; other transient
-failures raise `app.errors.RetryableError`; a request that can never succeed (missing table,
-wrong schema, a bad value, a frame that does not fit the table) raises `app.errors.FatalError`.
+failures raise `core.errors.RetryableError`; a request that can never succeed (missing table,
+wrong schema, a bad value, a frame that does not fit the table) raises `core.errors.FatalError`.
 Unknown table names and bad arguments raise ValueError. Messages never contain the password.
 
 Tables (key columns marked *, client_id first in every key):
@@ -40,7 +40,6 @@ null (MySQL and StarRocks have no NaN, so both backends behave alike); ±inf is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -50,7 +49,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
 
-from app.errors import FatalError
+from core.errors import FatalError
+from core.redact import is_identifier, mask_dsn
 
 __all__ = [
     "TABLES",
@@ -216,25 +216,6 @@ OPTIONS: Final[Mapping[str, frozenset[str]]] = {
          "batch_rows", "batch_bytes"}
     ),
 }
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-
-def mask_dsn(dsn: str) -> str:
-    """The DSN with its password (if any) replaced by ***, safe for logs and errors."""
-    scheme, sep, rest = str(dsn).partition("://")
-    if not sep:
-        # not URL-shaped: show no more than a scheme-like prefix
-        return (scheme.split(":", 1)[0][:20] + ":...") if ":" in scheme else "<dsn>"
-    at = rest.rfind("@")
-    if at < 0:
-        return dsn
-    user, colon, _ = rest[:at].partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{rest[at + 1:]}"
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` masked (defence in depth for driver messages)."""
-    return text.replace(secret, "***") if secret else text
 
 
 @dataclass(frozen=True)
@@ -313,7 +294,7 @@ def parse_dsn(dsn: str) -> StoreDSN:
         if location in ("memory", ":memory:"):
             location = ""
         database = options.pop("database", "secretmagic")
-        if not _IDENT.match(database):
+        if not is_identifier(database):
             raise ValueError(f"invalid database name {database!r} in store DSN {masked}")
         return StoreDSN(scheme, path=location, database=database, options=options, masked=masked)
 
@@ -332,7 +313,7 @@ def parse_dsn(dsn: str) -> StoreDSN:
             raise ValueError(f"invalid database name {database!r} in store DSN {masked}")
     else:
         database = database or "default"
-        if not _IDENT.match(database):
+        if not is_identifier(database):
             raise ValueError(f"invalid database name {database!r} in store DSN {masked}")
     return StoreDSN(
         scheme,

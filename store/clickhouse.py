@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from app.errors import FatalError, RetryableError, Unavailable
+from core.errors import FatalError, RetryableError, Unavailable
+from core.redact import scrub
 from store import (
     TABLES,
     StoreDSN,
@@ -46,7 +47,6 @@ from store import (
     check_client_id,
     conform,
     load_ddl,
-    scrub,
     table_spec,
 )
 

@@ -43,7 +43,8 @@ import pymysql.converters
 import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
-from app.errors import FatalError, RetryableError, Unavailable
+from core.errors import FatalError, RetryableError, Unavailable
+from core.redact import scrub
 from store import (
     StoreDSN,
     TableSpec,
@@ -51,7 +52,6 @@ from store import (
     check_client_id,
     conform,
     load_ddl,
-    scrub,
     table_spec,
 )
 

@@ -22,13 +22,14 @@ from typing import Any
 import asyncpg
 import redis
 import yaml
-from faststream.redis import RedisRouter
 
-from app import dlq
-from app.broker import Broker, parse_entry
-from app.config import Config, LiveConfig
-from app.consumer import StreamConsumer
-from app.outbox import Outbox, OutboxDrainer
+from app.broker import Broker
+from app.delivery.consumer import StreamConsumer
+from app.publishing.drainer import OutboxDrainer
+from app.publishing.outbox import Outbox
+from core.keys import dlq_stream
+from handlers.routing import Routes
+from settings import Config, LiveConfig
 from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ class Keys:
 
     def __call__(self, prefix: str) -> str:
         name = unique(f"test-{prefix}")
-        self.names += [name, dlq.dlq_stream(name)]
+        self.names += [name, dlq_stream(name)]
         return name
 
     def cleanup(self) -> None:
@@ -120,12 +121,12 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20.0,
 
 
 @contextlib.asynccontextmanager
-async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str = "worker-1",
+async def worker(routes: Routes, redis_url: str, cfg: Config, consumer: str = "worker-1",
                  outbox: Outbox | None = None) -> AsyncIterator[StreamConsumer]:
-    """The app's broker and consumer for `router`, in this process, on a real Redis (and the
+    """The app's broker and consumer for `routes`, in this process, on a real Redis (and the
     app's outbox with its drainer, when one is given)."""
-    broker = Broker(redis_url, parser=parse_entry, log_level=logging.DEBUG)
-    broker.include_router(router)
+    broker = Broker(redis_url, log_level=logging.DEBUG)
+    broker.include_router(routes)
     await broker.start()
     live = LiveConfig(None, cfg)
     broker.publishing.live, broker.publishing.box = live, outbox
@@ -133,7 +134,7 @@ async def worker(router: RedisRouter, redis_url: str, cfg: Config, consumer: str
     if drainer:
         drainer.start(broker.client)
     fatal: list[str] = []
-    consumer_ = StreamConsumer(broker.client, live, consumer, broker.handlers(),
+    consumer_ = StreamConsumer(broker.client, live, consumer, routes,
                                redis_label=redis_url, on_fatal=fatal.append)
     await consumer_.start()
     try:

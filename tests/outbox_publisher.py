@@ -2,7 +2,8 @@
 
     python -m tests.outbox_publisher OUTBOX_PATH REDIS_URL STREAM COUNT
 
-Publishes through `app.outbox.publish` (so, with Redis down, into the outbox at OUTBOX_PATH) and
+Publishes through `app.publishing.drainer.publish` (so, with Redis down, into the outbox at
+OUTBOX_PATH) and
 prints `sent <event_id>` after each publish returned (the entry is committed by then), `DONE
 <COUNT>` after COUNT events, and then keeps publishing until it is killed, so that the SIGKILL
 lands in the middle of a write.
@@ -19,8 +20,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app.events import Event, encode
-from app.outbox import Outbox, publish
+from app.publishing.drainer import publish
+from app.publishing.outbox import Outbox
+from core.events import Event
+from core.wire import encode
 
 
 def say(line: str) -> None:

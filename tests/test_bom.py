@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from dirty_equals import IsStr
 
-from app.errors import FatalError
 from bom import EXPLODED_SCHEMA, BomCycleError, BomDataError, BomDepthError, explode
+from core.errors import FatalError
 from tests.reference import naive_explode
 
 Edge = tuple[str | None, str | None, float | None]

@@ -22,7 +22,8 @@ import pytest
 import redis
 
 from app import cli
-from app.events import Event, encode
+from core.events import Event
+from core.wire import encode
 from tests.harness import Entries, Keys
 from tests.services import PrivateRedis, free_port, private_redis
 from tests.test_monitor import REDIS62, add_events, behind, dead_letter
@@ -441,7 +442,7 @@ def test_commands_are_registered_from_one_list() -> None:
 
 @pytest.fixture
 def log_table(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private schema with the log table (app.logs' DDL) and five records; its name."""
+    """A private schema with the log table (app.observability.logs' DDL), five records; its name."""
     import asyncio
 
     import asyncpg

@@ -16,7 +16,8 @@ import pytest
 import redis
 import yaml
 
-from app.config import Config, ConfigError, LiveConfig, parse
+from settings import Config, ConfigError, LiveConfig
+from settings.config import parse
 from tests import services
 from tests.harness import (
     AppProcess,

@@ -1,8 +1,8 @@
 """The delivery policy on a real Redis, in this process: ack, retry with backoff, DLQ, malformed
 input, duplicates, coalescing, reclaim, idle consumers, NOGROUP/UNBLOCKED, restarts.
 
-Every handler here is added in this file with one decorator (`stream_subscriber`) and gets the
-whole policy from app.consumer: that is the extension contract of the README.
+Every handler here is added in this file with one decorator (`Routes.on`) and gets the
+whole policy from app.delivery: that is the extension contract of the README.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 from dirty_equals import IsDatetime, IsStr, IsUUID
-from faststream.redis import RedisRouter
 
-from app import dlq, monitor
-from app.broker import stream_subscriber
-from app.config import Config
-from app.errors import FatalError, RetryableError, Unavailable
-from app.events import MAX_ENTRY_BYTES, Event
-from app.outbox import Outbox
+from app.ops import monitor
+from app.publishing.outbox import Outbox
+from core.errors import FatalError, RetryableError, Unavailable
+from core.events import Event
+from core.keys import dlq_stream
+from core.wire import MAX_ENTRY_BYTES
+from handlers.routing import Routes
+from settings import Config
 from tests import harness, services
 from tests.harness import Entries, StreamEntries, job, unique, wait_until, worker
 
@@ -46,8 +47,8 @@ class Recorder:
         self.calls: list[Event] = []
 
     def router(self, stream: str, behaviour: Any = None, event_type: str = "job",
-               publish_to: str | None = None) -> RedisRouter:
-        router = RedisRouter()
+               publish_to: str | None = None) -> Routes:
+        router = Routes()
 
         async def handle(event: Event) -> Event:
             key = str(event.event_id)
@@ -59,9 +60,9 @@ class Recorder:
             self.handled[key] += 1
             return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
 
+        subscribed = router.on(stream, event_type)(handle)
         if publish_to:
-            handle = router.publisher(stream=publish_to)(handle)
-        stream_subscriber(router, stream, event_type)(handle)
+            router.output("job_done", publish_to)(subscribed)
         return router
 
     async def wait_handled(self, n: int, timeout: float = 20) -> None:
@@ -72,7 +73,7 @@ class Recorder:
 
 
 async def dlq_entries(r: aioredis.Redis, group: str = GROUP) -> list[dict[str, str]]:
-    entries = cast(Entries, await r.xrange(dlq.dlq_stream(group)))
+    entries = cast(Entries, await r.xrange(dlq_stream(group)))
     return [{k.decode(errors="replace"): v.decode(errors="replace") for k, v in f.items()}
             for _, f in entries]
 
@@ -84,7 +85,7 @@ async def pending_count(r: aioredis.Redis, stream: str, group: str = GROUP) -> i
 @pytest.fixture
 async def r(redis_url: str) -> Any:
     client = aioredis.Redis.from_url(redis_url)
-    await client.delete(dlq.dlq_stream(GROUP))
+    await client.delete(dlq_stream(GROUP))
     yield client
     await client.aclose()
 

@@ -13,15 +13,15 @@ from typing import cast
 
 import polars as pl
 import pytest
-from dirty_equals import IsDatetime, IsInt, IsPartialDict, IsUUID
+from dirty_equals import HasAttributes, IsDatetime, IsInt, IsPartialDict, IsUUID
 from faststream.exceptions import SubscriberNotFound
 from faststream.redis import TestRedisBroker
 
 import handlers
-from app.broker import Broker, parse_entry
-from app.config import Config, LiveConfig
-from app.errors import MalformedEvent
-from app.events import Event
+from app.broker import Broker
+from core.errors import MalformedEvent
+from core.events import Event
+from settings import Config, LiveConfig
 from store import Store, open_store
 
 PARAMS = {"ema_spans": [2], "ma_windows": [3], "std_windows": [3], "lags": [1],
@@ -38,8 +38,8 @@ async def store() -> AsyncIterator[Store]:
 
 @pytest.fixture(scope="module")
 async def broker(store: Store) -> AsyncIterator[Broker]:
-    b = Broker(parser=parse_entry)
-    b.include_router(handlers.router)
+    b = Broker()
+    b.include_router(handlers.routes)
     b.context.set_global("store", store)
     b.context.set_global("config", LiveConfig(None, Config.model_validate({"features": PARAMS})))
     async with TestRedisBroker(b) as test_broker:
@@ -71,7 +71,7 @@ async def test_sales_updated_writes_features_and_publishes_features_updated(
     await seed_sales(store, client, [3.0, 6.0, 9.0, 0.0])
     await broker.publish(incoming("sales_updated", client), stream="sales-updates")
 
-    handlers.sales_updated.mock.assert_called_once_with(IsPartialDict(
+    handlers.recompute_features.mock.assert_called_once_with(HasAttributes(
         event_type="sales_updated", client_id=client, event_id=IsUUID(4)))
     # By hand, qty 3, 6, 9, 0 on four days; ema span 2 → alpha 2/3; ma/std over 3 days; lag 1.
     ema = [3.0, 3 + 2 / 3 * 3, None, None]
@@ -88,12 +88,12 @@ async def test_sales_updated_writes_features_and_publishes_features_updated(
            for r in rows.iter_rows(named=True)}
     assert got == pytest.approx(expected)
 
-    handlers.features_out.mock.assert_called_once_with({
+    handlers.features_updated.mock.assert_called_once_with({
         "event_id": IsUUID(4), "event_type": "features_updated", "client_id": client,
         "timestamp": IsDatetime(iso_string=True),
         "data": {"features_count": 4, "feature_types": ["ema", "ma", "std", "lags"],
                  "rows": len(expected), "processing_time_ms": IsInt(ge=0)}})
-    handlers.features_out.mock.reset_mock()
+    handlers.features_updated.mock.reset_mock()
 
 
 async def test_redelivered_event_leaves_identical_rows(broker: Broker, store: Store,
@@ -105,7 +105,7 @@ async def test_redelivered_event_leaves_identical_rows(broker: Broker, store: St
     await broker.publish(event, stream="stock-updates")  # at-least-once: the same event again
     second = (await store.read("features", client)).sort("feature", "date")
     assert first.height > 0 and first.equals(second)
-    handlers.features_out.mock.reset_mock()
+    handlers.features_updated.mock.reset_mock()
 
 
 async def test_products_updated_then_inactive_products_have_no_features(
@@ -122,7 +122,7 @@ async def test_products_updated_then_inactive_products_have_no_features(
     await broker.publish(incoming("sales_updated", client), stream="sales-updates")
     products = (await store.read("features", client))["product_id"].unique().to_list()
     assert products == ["kept"]
-    handlers.features_out.mock.reset_mock()
+    handlers.features_updated.mock.reset_mock()
 
 
 async def test_bom_updated_explodes_and_publishes_bom_exploded(broker: Broker, store: Store,
@@ -135,10 +135,10 @@ async def test_bom_updated_explodes_and_publishes_bom_exploded(broker: Broker, s
     rows = (await store.read("bom_exploded", client)).to_dicts()
     assert rows == [{"client_id": client, "product_id": "A", "component_id": "E",
                      "quantity": (2 * 4 + 3 * 5) * 0.5, "depth": 3}]
-    handlers.bom_out.mock.assert_called_once_with(IsPartialDict(
+    handlers.bom_exploded.mock.assert_called_once_with(IsPartialDict(
         event_type="bom_exploded", client_id=client,
         data={"products_count": 1, "rows": 1, "processing_time_ms": IsInt(ge=0)}))
-    handlers.bom_out.mock.reset_mock()
+    handlers.bom_exploded.mock.reset_mock()
 
 
 async def test_bom_cycle_is_fatal_and_names_the_cycle(broker: Broker, store: Store,

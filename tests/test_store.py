@@ -28,7 +28,7 @@ import pymysql
 import pytest
 from polars.testing import assert_frame_equal
 
-from app.errors import FatalError, Unavailable
+from core.errors import FatalError, Unavailable
 from store import TABLES, Store, conform, load_ddl, mask_dsn, open_store, parse_dsn, table_spec
 from store.mysql import insert_statements
 from tests.services import free_port
@@ -388,7 +388,7 @@ def test_chdb_persistent_directory_and_one_engine_per_process(tmp_path: Path) ->
         """
         import asyncio, sys
         import polars as pl
-        from app.errors import FatalError
+        from core.errors import FatalError
         from store import open_store
 
         async def main(mode, dsn):

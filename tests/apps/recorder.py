@@ -17,12 +17,12 @@ import time
 from typing import Annotated, Any
 
 from faststream import Context
-from faststream.redis import RedisRouter
 
-from app.broker import Broker, stream_subscriber
-from app.errors import FatalError, RetryableError
-from app.events import Event
-from app.main import create_app, load
+from app.broker import Broker
+from app.main import build
+from core.errors import FatalError, RetryableError
+from core.events import Event
+from handlers.routing import Routes
 
 PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
 WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
@@ -52,12 +52,11 @@ async def record(event: Event, broker: BrokerDep) -> Event:
     return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
 
 
-def build_router(streams: list[str]) -> RedisRouter:
-    router = RedisRouter()
+def build_routes(streams: list[str]) -> Routes:
+    routes = Routes()
     for stream in streams:
-        handler: Any = router.publisher(stream=f"{stream}-done")(_copy(record))
-        stream_subscriber(router, stream, "job")(handler)
-    return router
+        routes.output("job_done", f"{stream}-done")(routes.on(stream, "job")(_copy(record)))
+    return routes
 
 
 def _copy(func: Any) -> Any:
@@ -67,4 +66,4 @@ def _copy(func: Any) -> Any:
     return handler
 
 
-app = create_app(build_router(os.environ.get("RECORDER_STREAMS", "jobs").split(",")), *load())
+app = build(build_routes(os.environ.get("RECORDER_STREAMS", "jobs").split(",")))

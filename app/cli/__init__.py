@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 
 import redis
 
-from app import monitor
-from app.dlq import dlq_stream
+from app.ops import monitor
+from core.keys import dlq_stream
+from handlers.pipelines import PIPELINES
 
 PROG = "secretmagic"
 EXIT_FAILED = 1  # the request failed: no such stream/group/entry, Redis unreachable, ...
@@ -554,13 +555,11 @@ def register_logs(sub: Subparsers) -> None:
 
 
 def cmd_recompute(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the features/BOM pipeline for one client directly (messenger off or not)."""
+    """Run the handlers' pipelines for one client directly (messenger off or not)."""
     import asyncio
 
-    import bom
-    import features
-    from app.config import ConfigError, LiveConfig
-    from app.errors import FatalError, RetryableError
+    from core.errors import FatalError, RetryableError
+    from settings import ConfigError, LiveConfig
     from store import open_store
 
     settings = ctx.settings
@@ -568,20 +567,15 @@ def cmd_recompute(args: argparse.Namespace, ctx: Context) -> int:
         config = LiveConfig(settings.secretmagic_config).current
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_CONFIG) from None
+    wanted = list(PIPELINES) if args.what == "all" else [args.what]
 
     async def run() -> dict[str, Any]:
         store = open_store(settings.store_dsn.get_secret_value())
         try:
             await store.create_tables()
             done: dict[str, Any] = {"client_id": args.client}
-            if args.what in ("products", "all"):
-                done["product_meta_rows"] = await features.refresh_products(store, args.client)
-            if args.what in ("features", "all"):
-                done["features"] = (await features.refresh(
-                    store, args.client, config.features)).model_dump()
-            if args.what in ("bom", "all"):
-                done["bom"] = (await bom.refresh(store, args.client,
-                                                 config.bom.max_depth)).model_dump()
+            for name in wanted:
+                done[name] = (await PIPELINES[name](store, args.client, config)).model_dump()
             return done
         finally:
             await store.close()
@@ -602,8 +596,8 @@ def register_recompute(sub: Subparsers) -> None:
     p = sub.add_parser("recompute", help="recompute a client's features / exploded BOM now, "
                        "without the messenger (STORE_DSN, SECRETMAGIC_CONFIG)")
     p.add_argument("--client", required=True, help="the client_id")
-    p.add_argument("--what", choices=["all", "features", "bom", "products"], default="all",
-                   help="what to recompute (default all: products, then features and BOM)")
+    p.add_argument("--what", choices=["all", *PIPELINES], default="all",
+                   help=f"what to recompute (default all: {', '.join(PIPELINES)})")
     _json_flag(p)
     p.set_defaults(handler=cmd_recompute)
 

@@ -1,6 +1,7 @@
 """Read-only views of the messenger's Redis, plus the DLQ operations (replay, purge).
 
-Used by the `secretmagic` CLI (app.cli), the metrics collector (app.metrics) and the demo summary.
+Used by the `secretmagic` CLI (app.cli), the metrics collector (app.observability.collector)
+and the demo summary.
 Every function takes a *synchronous* `redis.Redis` (bytes or decoded responses both work; use a
 bytes client, as `connect()` makes, when replaying DLQ entries that hold non-UTF-8 bytes) and
 returns plain dataclasses; `as_dict()` gives their stable JSON form.
@@ -34,11 +35,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app import dlq as dlq_mod
-from app import events
-from app.errors import MalformedEvent
+from app.delivery import deadletter
+from core import keys, wire
+from core.errors import MalformedEvent
+from core.wire import text
 
-DEFAULT_GROUP = "secretmagic-group"
+DEFAULT_GROUP = keys.DEFAULT_GROUP
 LAG_CAP = 100_000  # counting lag by XRANGE stops here; the result is then reported as capped
 PAGE = 1_000  # entries per XRANGE page
 ALL: Literal["all"] = "all"
@@ -217,13 +219,6 @@ def connect(messenger: Any, *, timeout: float = 5.0, retries: int = 0) -> redis.
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def text(value: Any) -> str:
-    """Bytes or str as text; undecodable bytes are shown escaped, never raised on."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return str(value)
 
 
 def _opt(value: Any) -> str | None:
@@ -442,7 +437,7 @@ def pending(
         return []
     ids = [text(p["message_id"]) for p in raw]
     with r.pipeline(transaction=False) as pipe:
-        pipe.hmget(dlq_mod.errors_key(group), [f"{stream}/{i}" for i in ids])
+        pipe.hmget(keys.errors_key(group), [f"{stream}/{i}" for i in ids])
         for i in ids:
             pipe.xrange(stream, min=i, max=i)
         errors, *found = pipe.execute()
@@ -467,7 +462,7 @@ def pending(
 def entry(entry_id: Any, raw: Mapping[Any, Any]) -> Entry:
     """A raw stream entry as text, decoded as an event when it is one."""
     try:
-        event: dict[str, Any] | None = events.decode(raw).model_dump(mode="json")
+        event: dict[str, Any] | None = wire.decode(raw).model_dump(mode="json")
         error = None
     except MalformedEvent as exc:
         event, error = None, str(exc)
@@ -514,7 +509,7 @@ def follow(
 
 
 def _dlq_entry(dlq_key: str, entry_id: Any, raw: Mapping[Any, Any]) -> DlqEntry:
-    original, meta = dlq_mod.split(raw)
+    original, meta = deadletter.split(raw)
     deliveries = meta.get("dlq_deliveries")
     return DlqEntry(
         dlq_id=text(entry_id),
@@ -538,9 +533,9 @@ def dlq_streams(r: redis.Redis) -> list[str]:
 
 def dlq_list(r: redis.Redis, group: str | None = None, count: int = 100) -> list[DlqEntry]:
     """The newest `count` entries of one group's DLQ, or of every DLQ; newest first."""
-    keys = [dlq_mod.dlq_stream(group)] if group else dlq_streams(r)
+    dlqs = [keys.dlq_stream(group)] if group else dlq_streams(r)
     result: list[DlqEntry] = []
-    for key in keys:
+    for key in dlqs:
         raw: Any = r.xrevrange(key, max="+", min="-", count=count)
         result.extend(_dlq_entry(key, entry_id, fields) for entry_id, fields in raw)
     result.sort(key=lambda e: _parse_id(e.dlq_id), reverse=True)
@@ -548,20 +543,20 @@ def dlq_list(r: redis.Redis, group: str | None = None, count: int = 100) -> list
 
 
 def dlq_length(r: redis.Redis, group: str) -> int:
-    length: Any = r.xlen(dlq_mod.dlq_stream(group))
+    length: Any = r.xlen(keys.dlq_stream(group))
     return int(length)
 
 
 def dlq_show(r: redis.Redis, dlq_id: str, group: str | None = DEFAULT_GROUP) -> DlqEntry:
     """One DLQ entry in full; with group=None every DLQ is searched."""
     _check_id(dlq_id)
-    keys = [dlq_mod.dlq_stream(group)] if group else dlq_streams(r)
+    dlqs = [keys.dlq_stream(group)] if group else dlq_streams(r)
     found: list[DlqEntry] = []
-    for key in keys:
+    for key in dlqs:
         raw: Any = r.xrange(key, min=dlq_id, max=dlq_id, count=1)
         found.extend(_dlq_entry(key, entry_id, fields) for entry_id, fields in raw)
     if not found:
-        raise NoSuchEntry(keys[0] if len(keys) == 1 else "any DLQ", dlq_id)
+        raise NoSuchEntry(dlqs[0] if len(dlqs) == 1 else "any DLQ", dlq_id)
     if len(found) > 1:
         where = ", ".join(e.group for e in found)
         raise MonitorError(f"entry {dlq_id} is in several DLQs ({where}): name the group")
@@ -592,7 +587,7 @@ def dlq_replay(
     only once that succeeded XDEL it from the DLQ; any failure leaves the DLQ entry in place. If the
     connection fails, the rest is not attempted (`aborted` says why).
     """
-    key = dlq_mod.dlq_stream(group)
+    key = keys.dlq_stream(group)
     result = ReplayResult(group=group)
     wanted = _dlq_ids(r, key) if ids == ALL else iter([_check_id(i) for i in ids])
     for dlq_id in wanted:
@@ -601,7 +596,7 @@ def dlq_replay(
             if not raw:
                 result.failed.append(ReplayFailure(dlq_id, f"no such entry in {key}"))
                 continue
-            original, meta = dlq_mod.split(raw[0][1])
+            original, meta = deadletter.split(raw[0][1])
             target = meta.get("dlq_stream")
             if not target:
                 result.failed.append(ReplayFailure(dlq_id, "no original stream (dlq_stream)"))
@@ -643,7 +638,7 @@ def dlq_purge(r: redis.Redis, group: str, up_to: str | None = None) -> int:
     XTRIM MINID (Redis 6.2+) rather than DEL: entries dead-lettered after the operator looked (and
     confirmed) are kept.
     """
-    key = dlq_mod.dlq_stream(group)
+    key = keys.dlq_stream(group)
     if up_to is None:
         newest: Any = r.xrevrange(key, max="+", min="-", count=1)
         if not newest:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import json
 import logging
 import re
@@ -46,6 +45,8 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+
+from app.observability.metrics import LOG_DROPS
 
 LOGGER_NAME = "secretmagic"
 SINK_LOGGER_NAME = "secretmagic.logsink"  # the sink's own messages: console only, never queued
@@ -345,15 +346,6 @@ class _Redactor:
         return text
 
 
-def _drop_counter() -> Any:
-    """app.metrics.LOG_DROPS if that module exists (it is optional here)."""
-    try:
-        counter = importlib.import_module("app.metrics").LOG_DROPS
-    except Exception:
-        return None
-    return counter if callable(getattr(counter, "inc", None)) else None
-
-
 def _not_own(record: logging.LogRecord) -> bool:
     return record.name != SINK_LOGGER_NAME
 
@@ -418,7 +410,7 @@ class PostgresSink(logging.Handler):
         self._held = 0  # queued + in the batch being written: what the `buffer` bound applies to
         self._unreported = 0  # drops not yet reported on the console
         self._last_report = 0.0
-        self._counter = _drop_counter()
+        self._counter: Any = LOG_DROPS
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

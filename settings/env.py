@@ -5,7 +5,7 @@ them set the messenger is off and the service runs without Redis. MESSENGER_PASS
 password or the path of a file holding it (/run/secrets/redis_password). Secrets are SecretStr:
 they never appear in reprs, logs or errors. A bad value fails at start with the variable named.
 
-The mutable part (configs/config.dev.yaml, hot-reloaded) lives in app.config.
+The mutable part (configs/config.dev.yaml, hot-reloaded) is settings.config and settings.live.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.redact import IDENTIFIER
 
 MESSENGER_VARS = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")
 
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
         description="Analytical store: chdb://PATH (embedded), clickhouse://, mysql://, starrocks://",
     )
     logs_dsn: SecretStr | None = Field(None, description="PostgreSQL for the logs; unset = off")
-    logs_schema: str = Field("secretmagic", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    logs_schema: str = Field("secretmagic", pattern=IDENTIFIER)
     logs_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     logs_buffer: int = Field(10_000, ge=1, description="Log records kept while PostgreSQL is down")
     secretmagic_config: Path = Field(Path("configs/config.dev.yaml"), description="Mutable YAML")

@@ -1,4 +1,4 @@
-"""The two error kinds every handler may raise; the delivery policy (app.consumer) acts on them.
+"""The two error kinds every handler may raise; the delivery policy (app.delivery) acts on them.
 
 - RetryableError: the event may succeed later. Not acked; delivered again after a backoff that
   grows with the delivery count, until `max_deliveries`.

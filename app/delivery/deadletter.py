@@ -1,4 +1,4 @@
-"""The dead-letter queue: one Redis stream per consumer group, `<group>:dlq`.
+"""The dead-letter entry: one Redis stream per consumer group, `<group>:dlq` (core.keys).
 
 A dead-lettered entry keeps the original fields unchanged (even undecodable bytes) and adds:
 
@@ -11,7 +11,7 @@ A dead-lettered entry keeps the original fields unchanged (even undecodable byte
     dlq_consumer      the consumer that gave up on it
     dlq_time          when (ISO 8601 UTC)
 
-`replay` puts the original fields back on the original stream, then deletes the DLQ entry.
+`secretmagic dlq replay` (app.ops) puts the original fields back on the original stream.
 """
 
 from __future__ import annotations
@@ -20,19 +20,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from core.wire import text
+
 PREFIX = "dlq_"
 DLQ_MAXLEN = 100_000  # a bound, so a flood of bad input cannot fill Redis' memory
-
-
-def dlq_stream(group: str) -> str:
-    return f"{group}:dlq"
-
-
-def errors_key(group: str) -> str:
-    """The hash of the failures of each entry waiting for a retry: its last error (field
-    `<stream>/<entry id>`; what `secretmagic pending` shows and a dead letter after
-    max_deliveries cites) and how many deliveries failed in an outage (`…#outages`)."""
-    return f"{group}:errors"
 
 
 def dead_letter_fields(
@@ -46,9 +37,7 @@ def dead_letter_fields(
     consumer: str,
 ) -> dict[Any, Any]:
     """The fields of a DLQ entry: the original ones plus the dlq_* metadata."""
-    fields: dict[Any, Any] = {
-        k: v for k, v in original.items() if not _name(k).startswith(PREFIX)
-    }
+    fields: dict[Any, Any] = {k: v for k, v in original.items() if not _is_meta(k)}
     fields.update(
         {
             "dlq_error": str(error),
@@ -66,12 +55,10 @@ def dead_letter_fields(
 
 def split(fields: Mapping[bytes | str, bytes | str]) -> tuple[dict[Any, Any], dict[str, str]]:
     """(original fields, dlq metadata) of a DLQ entry."""
-    original = {k: v for k, v in fields.items() if not _name(k).startswith(PREFIX)}
-    meta = {
-        _name(k): _name(v) for k, v in fields.items() if _name(k).startswith(PREFIX)
-    }
+    original = {k: v for k, v in fields.items() if not _is_meta(k)}
+    meta = {text(k, "replace"): text(v, "replace") for k, v in fields.items() if _is_meta(k)}
     return original, meta
 
 
-def _name(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+def _is_meta(key: bytes | str) -> bool:
+    return text(key, "replace").startswith(PREFIX)

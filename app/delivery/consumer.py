@@ -1,0 +1,468 @@
+"""The consumer group, read and reclaimed for every route of the handlers (SPEC §3).
+
+For each stream to read, a read loop:
+
+    XGROUP CREATE stream group <group_start_id> MKSTREAM     once, and again after NOGROUP
+    XREADGROUP GROUP group me COUNT batch_size BLOCK block_ms STREAMS stream >
+    → handle the entries (below), then read again
+
+and one claim loop for all streams, every claim_interval_ms (app.delivery.claims): a dead or
+stuck consumer's entries and this consumer's own failed ones, once their backoff has passed.
+
+Handling the entries of one read or claim:
+
+    admit (policy)             deliveries already past max → DLQ
+    decode once (core.wire)    MalformedEvent → DLQ
+    route (handlers.routing)   no handler for its event_type on this stream → DLQ
+    dedup (ledger.seen)        event_id handled before → ack as a duplicate
+    plan                       one run per (event_type, client_id) for ordinary handlers
+                               (coalesced); one run per event_type for batch handlers
+    run                        at most `concurrency` per stream at once; the FastStream
+                               subscriber of the route runs the handler (middlewares, DI,
+                               publishers); its outcome → policy.decide per entry → ledger
+
+Redis down: loops wait and retry (logged once per outage). NOGROUP or "UNBLOCKED the stream key no
+longer exists" (restart without persistence, FLUSHALL, DEL): the group is recreated with a
+warning. A wrong password is not an outage: it stops the application with a clear error.
+Stop: no new reads; in-flight handlers get `timeout` seconds to finish and be acked; what is
+still running then is cancelled and stays pending for another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis import exceptions as rx
+from redis.asyncio import Redis
+
+from app.delivery import policy as p
+from app.delivery.claims import Claims
+from app.delivery.ledger import Entry, Fields, Ledger
+from app.delivery.slots import Slots
+from app.observability.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
+from core import logs, wire
+from core.errors import FatalError, MalformedEvent, RetryableError
+from handlers.routing import EVENTS_KEY, Route, Routes
+from settings import Config, LiveConfig
+
+CLEANUP_EVERY_S = 60.0
+Run = tuple[Route, list[Entry]]  # a handler call and the entries it settles
+
+
+class StreamConsumer:
+    """Reads and reclaims one consumer group's streams and applies the policy for each route."""
+
+    def __init__(self, client: Redis, live: LiveConfig, consumer: str, routes: Routes, *,
+                 redis_label: str, on_fatal: Callable[[str], None]) -> None:
+        self.client = client
+        self.live = live
+        self.consumer = consumer
+        self.routes = routes
+        self.redis_label = redis_label  # host:port for messages, never the password
+        self.on_fatal = on_fatal
+        self.group = live.current.messenger.subscriber.consumer_group
+        self.log = logs.get("messenger", group=self.group, consumer=consumer)
+        self.ledger = Ledger(client, self.group, consumer, lambda: self.policy.dedup_window_s)
+        self.claims = Claims(client, self.group, consumer)
+        self.inflight: set[tuple[str, str]] = set()  # (stream, entry id) held by this consumer
+        self.redis_ok: bool | None = None
+        self.waiting: dict[str, str] = {}  # stream -> the outage (Unavailable) it waits out
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._work: dict[str, set[asyncio.Task[None]]] = {}  # handler runs per stream
+        self._slots: dict[str, Slots] = {}
+        self._claimer: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._groups_ready: set[str] = set()
+        self._errors: dict[str, str] = {}  # stream -> the error last logged for it
+        self._last_cleanup = time.monotonic()
+        live.subscribe(self._on_config)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> p.Policy:
+        return self.live.current.messenger.subscriber
+
+    @property
+    def running(self) -> bool:
+        return bool(self._readers) and not self._stopping.is_set()
+
+    def streams(self) -> list[str]:
+        return sorted(self._readers)
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._report_unread(self.live.current)
+        await self._run_readers(self.live.current)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop reading; give in-flight handlers `timeout` s; cancel the rest (stays pending)."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        loops = [*self._readers.values(), *([self._claimer] if self._claimer else [])]
+        if loops:  # they return within one block_ms / claim interval
+            await asyncio.wait(loops, timeout=timeout)
+        work = {t for tasks in self._work.values() for t in tasks}
+        if work:
+            _, unfinished = await asyncio.wait(work, timeout=max(deadline - time.monotonic(), 0))
+            if unfinished:
+                self.log.warning("stop timeout: %d handler run(s) cancelled; their entries stay "
+                                 "pending for another instance", len(unfinished))
+        for task in [*loops, *work]:
+            task.cancel()
+        await asyncio.gather(*loops, *work, return_exceptions=True)
+        self._readers.clear()
+        self._claimer = None
+
+    async def _on_config(self, old: Config, new: Config) -> None:
+        if self._stopping.is_set():
+            return
+        if new.messenger.subscriber.streams != old.messenger.subscriber.streams:
+            self._report_unread(new)
+        await self._run_readers(new)  # then say so: once logged, the readers have (re)started
+        enabled = new.messenger.subscriber.enabled
+        if enabled != old.messenger.subscriber.enabled:
+            self.log.warning("subscriber.enabled is %s: consumption %s", str(enabled).lower(),
+                             "resumes" if enabled
+                             else "pauses (in-flight work finishes and is acked)")
+
+    def _wanted(self, config: Config) -> list[str]:
+        sub = config.messenger.subscriber
+        return list(sub.streams if sub.streams is not None else self.routes.streams())
+
+    def _report_unread(self, config: Config) -> None:
+        """A handler whose stream the configuration does not read never runs: say so loudly."""
+        unread = sorted(set(self.routes.streams()) - set(self._wanted(config)))
+        for route in (r for r in self.routes.table() if r.stream in unread):
+            self.log.warning("handler %s for %s on %s never runs: %s is not in "
+                             "messenger.subscriber.streams", route.handler, route.event_type,
+                             route.stream, route.stream, stream=route.stream)
+
+    async def _run_readers(self, config: Config) -> None:
+        """Run exactly the read loops the configuration asks for (hot reload lands here)."""
+        wanted = set(self._wanted(config)) if config.messenger.subscriber.enabled else set()
+        for stream in sorted(wanted - self._readers.keys()):
+            handled = [r for r in self.routes.table() if r.stream == stream]
+            if not handled:
+                self.log.error("stream %r is configured but no handler subscribes to it; "
+                               "not read", stream, stream=stream)
+                continue
+            # Create the group now when Redis answers, so entries added after start() are seen
+            # even with group_start_id "$"; the loop retries it otherwise.
+            await self._redis(stream, self.client.ping)
+            self.log.info("consuming %s: %s", stream, ", ".join(
+                f"{r.event_type} -> {r.handler}{' (batch)' if r.batch else ''}" for r in handled),
+                stream=stream)
+            self._work.setdefault(stream, set())
+            self._slots.setdefault(stream, Slots(lambda: self.policy.concurrency))
+            self._readers[stream] = asyncio.create_task(self._read_loop(stream),
+                                                        name=f"read:{stream}")
+        for stream in sorted(self._readers.keys() - wanted):
+            self.waiting.pop(stream, None)
+            task = self._readers.pop(stream)
+            await asyncio.wait([task])  # the loop sees it was removed and returns
+            # Its handler runs go on to their ack; the watcher is not held up by a slow one.
+            self.log.info("no longer consuming %s; in-flight entries finish first", stream,
+                          stream=stream)
+        if self._readers and self._claimer is None:
+            self._claimer = asyncio.create_task(self._claim_loop(), name="claim")
+        elif not self._readers and self._claimer is not None:
+            claimer, self._claimer = self._claimer, None
+            await asyncio.wait([claimer])
+
+    def _active(self, stream: str) -> bool:
+        return not self._stopping.is_set() and stream in self._readers
+
+    # --- the two loops ---------------------------------------------------------------------------
+
+    async def _read_loop(self, stream: str) -> None:
+        work = self._work[stream]
+        while self._active(stream):
+            policy = self.policy
+            if len(work) >= policy.concurrency:  # enough queued: read more when one finishes
+                await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if stream in self.waiting:  # new entries would fail the same way: leave them queued
+                await self._pause(policy.block_ms / 1e3)
+                continue
+            reply = await self._redis(stream, lambda q=policy: self.client.xreadgroup(  # type: ignore[misc]
+                self.group, self.consumer, {stream: ">"}, count=q.batch_size, block=q.block_ms))
+            for _, entries in reply or ():
+                found = [(wire.text(eid), fields, 1) for eid, fields in entries]
+                # An outage while acking leaves entries pending: they are claimed again later.
+                await self._redis(stream, lambda f=found: self._handle(stream, f))  # type: ignore[misc]
+
+    async def _claim_loop(self) -> None:
+        while self._readers and not self._stopping.is_set():
+            await self._pause(self.policy.claim_interval_ms / 1e3)
+            for stream in list(self._readers):
+                if self._active(stream):
+                    await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
+                if stream in self.waiting:
+                    await self._redis(stream, lambda s=stream: self._mine_pending(s))  # type: ignore[misc]
+            every = min(CLEANUP_EVERY_S, self.policy.consumer_idle_timeout_s / 2)
+            if time.monotonic() - self._last_cleanup > every:
+                self._last_cleanup = time.monotonic()
+                for stream in list(self._readers):
+                    await self._redis(stream, lambda s=stream: self._cleanup(s))  # type: ignore[misc]
+
+    async def _claim(self, stream: str) -> None:
+        due = await self.claims.due(stream, self.policy, self.inflight)
+        if not due:
+            return
+        found: list[tuple[str, Fields, int]] = []
+        for entry_id, fields in await self.claims.claim(stream, due):
+            if fields is None:  # trimmed (MAXLEN) or deleted before anyone handled it
+                await self.client.xack(stream, self.group, entry_id)
+                self.log.warning("pending entry no longer in the stream (trimmed?); acked",
+                                 stream=stream, entry_id=entry_id)
+                continue
+            found.append((entry_id, fields, due[entry_id][0] + 1))
+        if found:
+            CLAIMS.labels(stream).inc(len(found))
+            self.log.info("claimed %d pending entr%s", len(found),
+                          "y" if len(found) == 1 else "ies", stream=stream,
+                          entry_ids=[entry_id for entry_id, _, _ in found])
+            await self._handle(stream, found)
+
+    async def _mine_pending(self, stream: str) -> None:
+        """A stream waiting out an outage resumes also when none of its entries is pending here
+        any more (another instance retried them, or they were trimmed)."""
+        if not await self.claims.has_own_pending(stream):
+            self._resume(stream, "nothing of this instance is pending there any more")
+
+    async def _cleanup(self, stream: str) -> None:
+        for name in await self.claims.remove_idle_consumers(
+                stream, self.policy.consumer_idle_timeout_s):
+            self.log.info("removed idle consumer %s", name, stream=stream)
+
+    # --- the policy ------------------------------------------------------------------------------
+
+    async def _handle(self, stream: str, found: list[tuple[str, Fields, int]]) -> None:
+        """Settle what can be settled now (DLQ, duplicates); start a handler run for the rest.
+
+        From here until its run ends an entry is in `inflight`: the claim loop never retries
+        what this instance holds, however long it waits for a slot or runs.
+        """
+        held = {(stream, entry_id) for entry_id, _, _ in found}
+        self.inflight |= held
+        try:
+            runs = await self._prepare(stream, found)
+        finally:
+            self.inflight -= held
+        for run in runs:
+            self.inflight.update((e.stream, e.entry_id) for e in _members(run))
+            task = asyncio.create_task(self._run(run), name=f"handle:{stream}:{run[1][0].entry_id}")
+            self._work[stream].add(task)
+            task.add_done_callback(self._work[stream].discard)
+
+    async def _prepare(self, stream: str, found: list[tuple[str, Fields, int]]) -> list[Run]:
+        policy = self.policy
+        attempts = await self.ledger.attempts(stream, [(i, n) for i, _, n in found])
+        routed: list[tuple[Entry, Route]] = []
+        for (entry_id, fields, _), attempt in zip(found, attempts, strict=True):
+            entry = Entry(stream, entry_id, fields, attempt)
+            if (exhausted := p.admit(attempt, policy)) is not None:
+                await self._apply([entry], exhausted)
+                continue
+            try:
+                entry.event = wire.decode(fields)
+            except MalformedEvent as exc:
+                EVENTS.labels(stream, "malformed").inc()
+                await self._apply([entry], p.DeadLetter(exc))
+                continue
+            route = self.routes.route(stream, entry.event.event_type)
+            if route is None:
+                await self._apply([entry], p.DeadLetter(FatalError(
+                    f"no handler for event_type {entry.event.event_type!r} on stream {stream!r}")))
+                continue
+            routed.append((entry, route))
+        handled_as = await self.ledger.seen([e.event for e, _ in routed if e.event])
+        fresh = []
+        for (entry, route), seen in zip(routed, handled_as, strict=True):
+            if seen is None:
+                fresh.append((entry, route))
+            else:
+                await self._apply([entry], p.decide(entry.attempt, p.Duplicate(seen), policy),
+                                  handled_as=seen)
+        return self._plan(fresh, policy.coalesce)
+
+    @staticmethod
+    def _plan(routed: list[tuple[Entry, Route]], coalesce: bool) -> list[Run]:
+        """One run per batch route; one per (event_type, client_id) for the others (coalesced:
+        the latest entry leads, the earlier ones ride along), or one per entry."""
+        batches: dict[Route, list[Entry]] = {}
+        single: list[tuple[Entry, Route]] = []
+        for entry, route in routed:
+            if route.batch:
+                batches.setdefault(route, []).append(entry)
+            else:
+                single.append((entry, route))
+        runs: list[Run] = [(route, entries) for route, entries in batches.items()]
+        if not coalesce:
+            return runs + [(route, [entry]) for entry, route in single]
+        for (lead, route), riders in p.coalesce(
+                single, key=lambda item: (item[1].event_type, item[0].event.client_id)):  # type: ignore[union-attr]
+            lead.riders = [entry for entry, _ in riders]
+            runs.append((route, [lead]))
+        return runs
+
+    async def _run(self, run: Run) -> None:
+        route, _ = run
+        try:
+            async with self._slots[route.stream]:
+                await self._redis(route.stream, lambda: self._dispatch(run))
+        finally:
+            self.inflight.difference_update((e.stream, e.entry_id) for e in _members(run))
+
+    async def _dispatch(self, run: Run) -> None:
+        """Run the handler through its route's FastStream subscriber (middlewares, DI,
+        publishers); settle every entry the run serves by the policy's decision for it."""
+        route, leads = run
+        for e in leads:
+            self.log.debug("event received", **e.context())
+        started = time.perf_counter()
+        try:
+            await route.subscriber.process_message({
+                "type": "bstream" if route.batch else "stream", "channel": route.stream,
+                "message_ids": [e.entry_id.encode() for e in leads],
+                "data": [dict(e.fields) for e in leads] if route.batch else dict(leads[0].fields),
+                EVENTS_KEY: [e.event for e in leads]})
+        except Exception as exc:
+            for e in _members(run):
+                await self._apply([e], p.decide(e.attempt, exc, self.policy), cause=exc)
+            return
+        seconds = time.perf_counter() - started
+        await self._apply(_members(run), p.Ack("handled"))
+        self._resume(route.stream, "an event succeeded")
+        HANDLE_SECONDS.labels(route.stream).observe(seconds)
+        for e in leads:
+            EVENTS.labels(e.stream, "handled").inc()
+            if e.riders:
+                EVENTS.labels(e.stream, "coalesced").inc(len(e.riders))
+            self.log.info("event handled", **e.context(duration_ms=round(seconds * 1e3, 1)))
+
+    async def _apply(self, entries: list[Entry], decision: p.Decision, *,
+                     cause: BaseException | None = None, handled_as: str = "") -> None:
+        """Apply one decision to Redis for `entries` (of one stream), count it and log it."""
+        stream = entries[0].stream
+        match decision:
+            case p.Ack(outcome="handled"):
+                await self.ledger.done(entries)
+            case p.Ack(outcome="duplicate"):
+                await self.ledger.skip(entries)
+                EVENTS.labels(stream, "duplicate").inc(len(entries))
+                for e in entries:
+                    self.log.info("duplicate event_id skipped", **e.context(handled_as=handled_as))
+            case p.Retry(delay_ms=delay, reason=reason):
+                await self.ledger.failed(entries, reason, outage=False)
+                EVENTS.labels(stream, "retried").inc(len(entries))
+                for e in entries:
+                    self.log.warning("handler failed; will retry in ~%.1f s", delay / 1e3,
+                                     exc_info=not isinstance(cause, RetryableError),
+                                     **e.context(error=reason))
+            case p.Wait(delay_ms=delay, reason=reason):
+                await self.ledger.failed(entries, reason, outage=True)
+                EVENTS.labels(stream, "retried").inc(len(entries))
+                self._wait(stream, reason)
+                for e in entries:
+                    self.log.warning("handler failed; will retry in ~%.1f s (an outage: not "
+                                     "counted towards max_deliveries)", delay / 1e3,
+                                     **e.context(error=reason))
+            case p.DeadLetter(error=error):
+                await self.ledger.dead_letter(entries, error)
+                EVENTS.labels(stream, "dead_lettered").inc(len(entries))
+                for e in entries:
+                    self.log.error("event dead-lettered", **e.context(
+                        dlq=self.ledger.dlq, error=p.describe(error)))
+
+    def _wait(self, stream: str, reason: str) -> None:
+        if stream not in self.waiting:
+            self.waiting[stream] = reason
+            self.log.error("reading %s paused: what it depends on is unavailable; its pending "
+                           "entries are retried at most every %.0f s and never dead-lettered "
+                           "for this", stream, self.policy.backoff.max_ms / 1e3, stream=stream,
+                           error=reason)
+
+    def _resume(self, stream: str, why: str) -> None:
+        if self.waiting.pop(stream, None):
+            self.log.warning("%s: %s; reading new entries resumes", stream, why, stream=stream)
+
+    # --- Redis calls with outage and NOGROUP handling --------------------------------------------
+
+    async def _redis(self, stream: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            if stream not in self._groups_ready:
+                await self._create_group(stream)
+            result = await call()
+        except rx.AuthenticationError as exc:
+            self._fatal(f"Redis at {self.redis_label} refused the password: {exc}")
+        except rx.ResponseError as exc:
+            message = str(exc)
+            if "NOGROUP" in message or "UNBLOCKED" in message:
+                self.log.warning("consumer group %s of %s is gone (%s); recreating it",
+                                 self.group, stream, message.split("\n")[0], stream=stream)
+                GROUP_RECREATED.labels(stream).inc()
+                self._groups_ready.discard(stream)
+            elif "NOAUTH" in message or "WRONGPASS" in message:
+                self._fatal(f"Redis at {self.redis_label} requires a valid password: {message}")
+            else:
+                await self._stuck(stream, exc)  # e.g. WRONGTYPE: the key is not a stream
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            self._outage(exc)
+            await self._pause(1.0)
+        except Exception as exc:
+            await self._stuck(stream, exc)  # a bug: the entries stay pending and are retried
+        else:
+            self._errors.pop(stream, None)
+            if self.redis_ok is not True:
+                if self.redis_ok is False:
+                    RECONNECTS.inc()
+                    self.log.info("Redis at %s is reachable again", self.redis_label)
+                self.redis_ok = True
+            return result
+        return None
+
+    async def _stuck(self, stream: str, exc: Exception) -> None:
+        """Log what keeps a stream from progressing (once per distinct error), then wait."""
+        message = p.describe(exc)
+        if self._errors.get(stream) != message:
+            self._errors[stream] = message
+            self.log.error("consuming %s is stuck: %s; retrying every second", stream, message,
+                           exc_info=not isinstance(exc, rx.ResponseError), stream=stream)
+        await self._pause(1.0)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _outage(self, exc: BaseException) -> None:
+        if self.redis_ok is not False:
+            self.log.error("Redis at %s is unreachable; waiting for it (%s)", self.redis_label,
+                           exc)
+        self.redis_ok = False
+
+    def _fatal(self, message: str) -> None:
+        self.log.critical(message)
+        self._stopping.set()
+        self.on_fatal(message)
+
+    async def _create_group(self, stream: str) -> None:
+        try:
+            await self.client.xgroup_create(stream, self.group, id=self.policy.group_start_id,
+                                            mkstream=True)
+            self.log.info("created consumer group %s on %s at %s", self.group, stream,
+                          self.policy.group_start_id, stream=stream)
+        except rx.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add(stream)
+
+
+def _members(run: Run) -> list[Entry]:
+    """Every entry a run settles: its leads and their riders."""
+    return [m for lead in run[1] for m in (lead, *lead.riders)]
