@@ -20,13 +20,13 @@ from typing import Any, NoReturn
 
 from redis import exceptions as rx
 
+from app import ops
 from app.broker import Broker
 from app.delivery.consumer import StreamConsumer
 from app.observability import health as health_mod
 from app.observability import logs as log_sinks
 from app.observability.collector import StreamCollector
 from app.observability.metrics import CONFIG_RELOADS
-from app.ops import monitor
 from app.publishing.drainer import OutboxDrainer
 from app.publishing.outbox import Outbox, OutboxLocked
 from core import logs
@@ -136,7 +136,7 @@ class Runtime:
                 redis_label=self.label, on_fatal=lambda _: self.stop())
             await self.consumer.start()
             collector = StreamCollector(
-                monitor.connect(self.messenger, timeout=2),
+                ops.connect(self.messenger, timeout=2),
                 outbox_stats=lambda: (box.depth(), box.oldest_age()))
         self.health.messenger = self.messenger is not None
         self.health.details["store"] = self.store.name if self.store else None

@@ -19,7 +19,7 @@ XPENDING is empty (consumed *and* acknowledged).
                     and one XACK per 100 entries.
                     These bare FastStream brokers have `log_level=logging.DEBUG`, which turns
                     its per-message access log off (fs-single-log shows what it costs).
-- sm-*:             secretmagic: the app's `Broker` (flat wire format via `parse_entry`, the
+- sm-*:             secretmagic: the app's `Broker` (flat wire format decoded once, the
                     RedisPrometheusMiddleware, access log off, as in app.main.create_app) fed by
                     `StreamConsumer` with its full policy: decode, duplicate check (MGET),
                     per-event ack pipeline (XACK + HDEL + SET NX for the dedup window), metrics,
@@ -52,18 +52,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's top-level modules
 
 import redis.asyncio as aioredis  # noqa: E402
-from app.consumer import StreamConsumer  # noqa: E402
-from app.events import Event  # noqa: E402
 from faststream._internal.utils.functions import to_async  # noqa: E402
-from faststream.redis import RedisBroker, RedisRouter, StreamSub  # noqa: E402
+from faststream.redis import RedisBroker, StreamSub  # noqa: E402
 from faststream.redis.annotations import (  # noqa: E402
     RedisBatchStreamMessage,
     RedisStreamMessage,
 )
 from faststream.redis.prometheus import RedisPrometheusMiddleware  # noqa: E402
 
-from app import events, metrics  # noqa: E402
-from app.broker import Broker, parse_entry, stream_subscriber  # noqa: E402
+from app.broker import Broker  # noqa: E402
+from app.delivery.consumer import StreamConsumer  # noqa: E402
+from app.observability import metrics  # noqa: E402
+from core import keys, wire  # noqa: E402
+from core.events import Event  # noqa: E402
+from handlers.routing import Routes  # noqa: E402
 from settings import Config, LiveConfig  # noqa: E402
 from tests import services  # noqa: E402
 from tests.harness import StreamEntries, job  # noqa: E402
@@ -122,7 +124,7 @@ async def raw(run: Run, r: aioredis.Redis) -> float:
                                                         count=100, block=1000))
         for _, entries in reply or ():
             for _, fields in entries:
-                events.decode(fields)
+                wire.decode(fields)
             run.counted(len(entries))
             await r.xack(run.stream, run.group, *[eid for eid, _ in entries])
     await wait_acked(r, run)
@@ -138,7 +140,7 @@ async def fs_single(run: Run, r: aioredis.Redis, access_log: bool = False) -> fl
     @broker.subscriber(stream=StreamSub(run.stream, group=run.group, consumer="fs-1",
                                         max_records=100))
     async def handle(msg: RedisStreamMessage) -> None:
-        events.decode(msg.raw_message["data"])
+        wire.decode(msg.raw_message["data"])
         run.counted()
 
     return await _faststream(broker, run, r)
@@ -151,7 +153,7 @@ async def fs_batch(run: Run, r: aioredis.Redis) -> float:
                                         batch=True, max_records=100))
     async def handle(msg: RedisBatchStreamMessage) -> None:
         for fields in msg.raw_message["data"]:
-            events.decode(fields)
+            wire.decode(fields)
         run.counted(len(msg.raw_message["data"]))
 
     return await _faststream(broker, run, r)
@@ -168,18 +170,24 @@ async def _faststream(broker: RedisBroker, run: Run, r: aioredis.Redis) -> float
         await broker.stop()
 
 
-def secretmagic(batch_size: int, concurrency: int) -> Callable[[Run, aioredis.Redis],
-                                                              Awaitable[float]]:
+def secretmagic(batch_size: int, concurrency: int, batch: bool = False
+                ) -> Callable[[Run, aioredis.Redis], Awaitable[float]]:
     async def contender(run: Run, r: aioredis.Redis) -> float:
-        router = RedisRouter()
+        routes = Routes()
 
-        @stream_subscriber(router, run.stream, "job")
-        async def handle(event: Event) -> None:
-            run.counted()
+        if batch:
+            @routes.on(run.stream, "job", batch=True)
+            async def handle_all(events: list[Event]) -> None:
+                for _ in events:
+                    run.counted()
+        else:
+            @routes.on(run.stream, "job")
+            async def handle(event: Event) -> None:
+                run.counted()
 
-        broker = Broker(run.url, parser=parse_entry, middlewares=(PROMETHEUS,), logger=log,
+        broker = Broker(run.url, middlewares=(PROMETHEUS,), logger=log,
                         log_level=logging.DEBUG)  # as app.main.create_app builds it
-        broker.include_router(router)
+        broker.include_router(routes)
         cfg = Config.model_validate({"messenger": {"subscriber": {
             "streams": [run.stream], "consumer_group": run.group, "batch_size": batch_size,
             "concurrency": concurrency, "coalesce": False}}})
@@ -187,7 +195,7 @@ def secretmagic(batch_size: int, concurrency: int) -> Callable[[Run, aioredis.Re
         broker.publishing.live = live
         await broker.connect()
         fatal: list[str] = []
-        consumer = StreamConsumer(broker.client, live, "sm-1", broker.handlers(),
+        consumer = StreamConsumer(broker.client, live, "sm-1", routes,
                                   redis_label=run.url, on_fatal=fatal.append)
         try:
             started = time.perf_counter()
@@ -214,6 +222,7 @@ CONTENDERS: dict[str, Callable[[Run, aioredis.Redis], Awaitable[float]]] = {
     "sm-default": secretmagic(10, 4),
     "sm-batch100-c4": secretmagic(100, 4),
     "sm-batch100-c16": secretmagic(100, 16),
+    "sm-batch-handler": secretmagic(100, 4, batch=True),
 }
 WHAT = {
     "raw": "XREADGROUP COUNT 100 + XACK per batch",
@@ -224,6 +233,7 @@ WHAT = {
     "sm-default": "batch_size 10, concurrency 4 (defaults)",
     "sm-batch100-c4": "batch_size 100, concurrency 4",
     "sm-batch100-c16": "batch_size 100, concurrency 16",
+    "sm-batch-handler": "@routes.on(batch=True), batch_size 100, concurrency 4",
 }
 
 
@@ -292,7 +302,7 @@ async def micro(repeats: int = 20_000) -> None:
     """What parts of the per-event work cost in this process (µs per call, best of 3)."""
     fields = {k.encode(): v.encode() for k, v in job(integration_id="bench",
                                                      table_name="sales").items()}
-    event = events.decode(fields)
+    event = wire.decode(fields)
     body = event.model_dump_json().encode()
 
     def timed(fn: Callable[[], object]) -> float:
@@ -306,7 +316,7 @@ async def micro(repeats: int = 20_000) -> None:
 
     handled = metrics.EVENTS.labels("bench-micro", "handled")
     parts: dict[str, Callable[[], object]] = {
-        "events.decode(fields)": lambda: events.decode(fields),
+        "wire.decode(fields)": lambda: wire.decode(fields),
         "Event.model_dump_json()": event.model_dump_json,
         "Event.model_validate_json(body)": lambda: Event.model_validate_json(body),
         "EVENTS.labels(...).inc()": lambda: metrics.EVENTS.labels("bench-micro", "handled").inc(),
@@ -317,7 +327,7 @@ async def micro(repeats: int = 20_000) -> None:
     for what, fn in parts.items():
         print(f"  {what:<38} {timed(fn):6.2f} µs")
 
-    # FastStream runs a sync filter (app.broker.stream_subscriber's `wants`) on a worker thread.
+    # FastStream runs a sync filter (handlers.routing.Routes.on's `wants`) on a worker thread.
     sync_filter = to_async(lambda message: True)
     best = float("inf")
     for _ in range(3):

@@ -58,8 +58,8 @@ from typing import IO, Any
 
 import redis
 
+from app import ops
 from app.cli import table
-from app.ops import monitor
 from core.keys import dlq_stream, errors_key
 from scripts import integrator as integ
 from scripts import services
@@ -165,10 +165,10 @@ def stream_state(r: redis.Redis, stream: str, group: str) -> tuple[int, int, int
         length = int(r.xlen(stream))
         if not length:
             return 0, 0, 0
-        for g in monitor.groups(r, stream):
+        for g in ops.groups(r, stream):
             if g.name == group:
                 return length, g.lag, g.pending
-    except monitor.NoSuchStream:
+    except ops.NoSuchStream:
         return 0, 0, 0
     return length, length, 0
 
@@ -585,7 +585,7 @@ class Demo:
         dlq = [{"stream": e.stream, "entry_id": e.entry_id, "client_id": e.fields.get("client_id"),
                 "error_type": e.error_type, "error": e.error, "deliveries": e.deliveries,
                 "consumer": e.consumer}
-               for e in reversed(monitor.dlq_list(r, GROUP, count=1000))]
+               for e in reversed(ops.dlq_list(r, GROUP, count=1000))]
         accounting = {}
         for stream in IN_STREAMS:
             row = {"published": published.get(stream, 0)}
@@ -638,9 +638,9 @@ class Demo:
                     target.close()
 
 
-def _consumers(r: redis.Redis, stream: str, group: str) -> list[monitor.ConsumerInfo]:
-    with contextlib.suppress(monitor.MonitorError, redis.ResponseError):
-        return monitor.consumers(r, stream, group)
+def _consumers(r: redis.Redis, stream: str, group: str) -> list[ops.ConsumerInfo]:
+    with contextlib.suppress(ops.MonitorError, redis.ResponseError):
+        return ops.consumers(r, stream, group)
     return []
 
 

@@ -174,7 +174,7 @@ class Consumer:
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    from app.ops.monitor import connect
+    from app.ops import connect
     from settings import load_settings
     from store import open_store
 

@@ -397,7 +397,6 @@ def publish_stock(r: redis.Redis, client_id: str, out: Published | None = None) 
 
 
 def _redis_from_env() -> redis.Redis:
-    from app import monitor
     from settings import SettingsError, load_settings
 
     try:
@@ -406,7 +405,7 @@ def _redis_from_env() -> redis.Redis:
         raise SystemExit(f"integrator: {exc}") from None
     if settings.messenger is None:
         raise SystemExit("integrator: set MESSENGER_HOST (and MESSENGER_PORT/PASSWORD/DB)")
-    return monitor.connect(settings.messenger)
+    return ops.connect(settings.messenger)
 
 
 def main(argv: Iterable[str] | None = None) -> int:

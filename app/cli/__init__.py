@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from app.ops import monitor
+from app import ops
 from core.keys import dlq_stream
 from handlers.pipelines import PIPELINES
 
@@ -88,7 +88,7 @@ class Context:
         self.endpoint = f"{messenger.host}:{messenger.port}"
         if messenger.password:
             self.secrets.append(messenger.password.get_secret_value())
-        return monitor.connect(messenger)
+        return ops.connect(messenger)
 
     def print(self, line: str = "") -> None:
         self.out.write(line + "\n")
@@ -181,7 +181,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_streams(args: argparse.Namespace, ctx: Context) -> int:
-    found = monitor.streams(ctx.redis)
+    found = ops.streams(ctx.redis)
     if args.json:
         ctx.json([s.as_dict() for s in found])
     elif not found:
@@ -197,8 +197,8 @@ def cmd_streams(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_groups(args: argparse.Namespace, ctx: Context) -> int:
-    found = monitor.groups(ctx.redis, args.stream)
-    members = {g.name: monitor.consumers(ctx.redis, args.stream, g.name) for g in found}
+    found = ops.groups(ctx.redis, args.stream)
+    members = {g.name: ops.consumers(ctx.redis, args.stream, g.name) for g in found}
     if args.json:
         ctx.json(
             {
@@ -231,7 +231,7 @@ def cmd_groups(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_lag(args: argparse.Namespace, ctx: Context) -> int:
-    found = monitor.lag(ctx.redis)
+    found = ops.lag(ctx.redis)
     if args.json:
         ctx.json([g.as_dict() for g in found])
     elif not found:
@@ -253,8 +253,8 @@ def cmd_lag(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_pending(args: argparse.Namespace, ctx: Context) -> int:
-    summary = monitor.pending_summary(ctx.redis, args.stream, args.group)
-    entries = monitor.pending(ctx.redis, args.stream, args.group, args.count)
+    summary = ops.pending_summary(ctx.redis, args.stream, args.group)
+    entries = ops.pending(ctx.redis, args.stream, args.group, args.count)
     if args.json:
         ctx.json({"summary": summary.as_dict(), "entries": [e.as_dict() for e in entries]})
         return 0
@@ -282,7 +282,7 @@ def cmd_pending(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _entry_line(entry: monitor.Entry) -> str:
+def _entry_line(entry: ops.Entry) -> str:
     if entry.event is not None:
         e = entry.event
         data = json.dumps(e["data"], ensure_ascii=False, separators=(",", ":"))
@@ -298,8 +298,8 @@ def _entry_line(entry: monitor.Entry) -> str:
 
 def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
     r = ctx.redis
-    entries = monitor.tail(r, args.stream, args.count) if args.count > 0 else []
-    def show(entry: monitor.Entry) -> None:
+    entries = ops.tail(r, args.stream, args.count) if args.count > 0 else []
+    def show(entry: ops.Entry) -> None:
         if args.json:
             ctx.json(entry.as_dict(), lines=True)
         else:
@@ -311,9 +311,9 @@ def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
         if not entries and not args.json:
             ctx.print(f"stream {args.stream} is empty")
         return 0
-    after = entries[-1].id if entries else monitor.last_id(r, args.stream)
+    after = entries[-1].id if entries else ops.last_id(r, args.stream)
     try:
-        for batch in monitor.follow(r, args.stream, after):
+        for batch in ops.follow(r, args.stream, after):
             for entry in batch:
                 show(entry)
     except KeyboardInterrupt:
@@ -325,7 +325,7 @@ def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace, ctx: Context) -> int:
-    found = monitor.dlq_list(ctx.redis, args.group, args.count)
+    found = ops.dlq_list(ctx.redis, args.group, args.count)
     if args.json:
         ctx.json([e.as_dict() for e in found])
     elif not found:
@@ -342,15 +342,15 @@ def cmd_dlq_list(args: argparse.Namespace, ctx: Context) -> int:
                 ],
             )
         )
-        total = (monitor.dlq_length(ctx.redis, args.group) if args.group
-                 else sum(monitor.dlq_summary(ctx.redis).values()))
+        total = (ops.dlq_length(ctx.redis, args.group) if args.group
+                 else sum(ops.dlq_summary(ctx.redis).values()))
         if len(found) < total:
             ctx.print(f"(newest {len(found)} of {total}; --count N for more)")
     return 0
 
 
 def cmd_dlq_show(args: argparse.Namespace, ctx: Context) -> int:
-    e = monitor.dlq_show(ctx.redis, args.id, args.group)
+    e = ops.dlq_show(ctx.redis, args.id, args.group)
     if args.json:
         ctx.json(e.as_dict())
         return 0
@@ -372,7 +372,7 @@ def cmd_dlq_show(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_dlq_replay(args: argparse.Namespace, ctx: Context) -> int:
     if bool(args.ids) == bool(args.all):
         raise CliError("dlq replay: give entry ids or --all (not both)", EXIT_CONFIG)
-    result = monitor.dlq_replay(ctx.redis, args.group, monitor.ALL if args.all else args.ids)
+    result = ops.dlq_replay(ctx.redis, args.group, ops.ALL if args.all else args.ids)
     if args.json:
         ctx.json(result.as_dict())
     else:
@@ -389,14 +389,14 @@ def cmd_dlq_replay(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
     r, key = ctx.redis, dlq_stream(args.group)
-    newest = monitor.dlq_list(r, args.group, count=1)
+    newest = ops.dlq_list(r, args.group, count=1)
     if not newest:
         if args.json:
             ctx.json({"group": args.group, "dlq_stream": key, "purged": 0})
         else:
             ctx.print(f"{key} is empty")
         return 0
-    count = monitor.dlq_length(r, args.group)
+    count = ops.dlq_length(r, args.group)
     if not args.yes:
         if not ctx.stdin.isatty():
             raise CliError(
@@ -409,7 +409,7 @@ def cmd_dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
         if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
             ctx.err.write("purge cancelled\n")
             return EXIT_FAILED
-    purged = monitor.dlq_purge(r, args.group, up_to=newest[0].dlq_id)
+    purged = ops.dlq_purge(r, args.group, up_to=newest[0].dlq_id)
     if args.json:
         ctx.json({"group": args.group, "dlq_stream": key, "purged": purged})
     else:
@@ -441,7 +441,7 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     since = args.since if args.since is not None else (None if args.errors else 600.0)
     limit = args.limit or (20 if args.errors else 100)
     category = None if args.category == "all" else args.category
-    rows = monitor.logs(dsn, settings.logs_schema, category=category, errors_only=args.errors,
+    rows = ops.logs(dsn, settings.logs_schema, category=category, errors_only=args.errors,
                         since_s=since, limit=limit)
     if args.json:
         ctx.json([row.as_dict() for row in rows])
@@ -489,8 +489,8 @@ def register_lag(sub: Subparsers) -> None:
 def register_pending(sub: Subparsers) -> None:
     p = sub.add_parser("pending", help="delivered but unacknowledged entries of a group")
     p.add_argument("stream")
-    p.add_argument("group", nargs="?", default=monitor.DEFAULT_GROUP,
-                   help=f"consumer group (default {monitor.DEFAULT_GROUP})")
+    p.add_argument("group", nargs="?", default=ops.DEFAULT_GROUP,
+                   help=f"consumer group (default {ops.DEFAULT_GROUP})")
     p.add_argument("--count", type=int, default=100, help="entries to list (oldest first)")
     _json_flag(p)
     p.set_defaults(handler=cmd_pending)
@@ -525,14 +525,14 @@ def register_dlq(sub: Subparsers) -> None:
     p = dsub.add_parser("replay", help="put entries back on their original streams")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every entry of the group's DLQ")
-    p.add_argument("--group", default=monitor.DEFAULT_GROUP,
-                   help=f"(default {monitor.DEFAULT_GROUP})")
+    p.add_argument("--group", default=ops.DEFAULT_GROUP,
+                   help=f"(default {ops.DEFAULT_GROUP})")
     _json_flag(p)
     p.set_defaults(handler=cmd_dlq_replay)
 
     p = dsub.add_parser("purge", help="delete a group's DLQ entries")
-    p.add_argument("--group", default=monitor.DEFAULT_GROUP,
-                   help=f"(default {monitor.DEFAULT_GROUP})")
+    p.add_argument("--group", default=ops.DEFAULT_GROUP,
+                   help=f"(default {ops.DEFAULT_GROUP})")
     p.add_argument("--yes", action="store_true", help="do not ask (required without a terminal)")
     _json_flag(p)
     p.set_defaults(handler=cmd_dlq_purge)
@@ -603,7 +603,7 @@ def register_recompute(sub: Subparsers) -> None:
 
 
 # The subcommands. Each function adds one subparser and sets `handler` (a Handler: it returns the
-# exit code and raises CliError/monitor.MonitorError for a one-line error). A handler that never
+# exit code and raises CliError/ops.MonitorError for a one-line error). A handler that never
 # touches `ctx.redis` needs no messenger, so a command that works with MESSENGER_* unset fits too.
 COMMANDS: list[Callable[[Subparsers], None]] = [
     register_streams,
@@ -637,9 +637,9 @@ _CONNECT_PREFIX = re.compile(r"^Error \S+ (connecting to|while reading from) \S+
 def _describe(exc: BaseException, ctx: Context) -> tuple[str, int]:
     if isinstance(exc, CliError):
         return str(exc), exc.code
-    if isinstance(exc, monitor.LogsAuthFailed):
+    if isinstance(exc, ops.LogsAuthFailed):
         return str(exc), EXIT_CONFIG
-    if isinstance(exc, monitor.MonitorError):
+    if isinstance(exc, ops.MonitorError):
         return str(exc), EXIT_FAILED
     if isinstance(exc, redis.AuthenticationError | redis.AuthenticationWrongNumberOfArgsError):
         reason = str(exc).strip() or "rejected"

@@ -18,7 +18,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.ops import monitor
+from app import ops
 
 log = logging.getLogger("secretmagic.metrics")
 
@@ -30,7 +30,7 @@ OutboxStats = Callable[[], tuple[int, float | None]]
 class StreamCollector(Collector):
     """Gauges computed from Redis on every scrape (register it on REGISTRY, or give it to serve()).
 
-    `client` is a sync redis.Redis that fails fast (monitor.connect() makes one); `outbox_stats`
+    `client` is a sync redis.Redis that fails fast (ops.connect() makes one); `outbox_stats`
     returns (depth, age in seconds of the oldest entry or None when empty).
     """
 
@@ -93,20 +93,20 @@ class StreamCollector(Collector):
         f = self._families()
         up = 1
         try:
-            for info in monitor.streams(self.client):
+            for info in ops.streams(self.client):
                 f["length"].add_metric([info.name], info.length)
                 if info.name.endswith(":dlq"):
                     f["dlq"].add_metric([info.name.removesuffix(":dlq")], info.length)
                 if not info.groups:
                     continue
                 try:
-                    stream_groups = monitor.groups(self.client, info.name, self.lag_cap)
-                except monitor.MonitorError:
+                    stream_groups = ops.groups(self.client, info.name, self.lag_cap)
+                except ops.MonitorError:
                     continue  # deleted since SCAN
                 for g in stream_groups:
                     f["lag"].add_metric([info.name, g.name], g.lag)
                     f["pending"].add_metric([info.name, g.name], g.pending)
-                    stuck = (monitor.oldest_pending_age(self.client, info.name, g.name)
+                    stuck = (ops.oldest_pending_age(self.client, info.name, g.name)
                              if g.pending else 0.0)
                     f["oldest_pending"].add_metric([info.name, g.name], stuck)
                     f["consumers"].add_metric([info.name, g.name], g.consumers)
