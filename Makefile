@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy app handlers.py features.py bom.py settings.py store tests scripts bench
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run_all.py
 
 clean:

@@ -8,6 +8,8 @@
   long the outage lasts.
 - FatalError: the event can never succeed (a BOM cycle, malformed input). Acked and sent to the
   dead-letter stream at once.
+- Superseded: the work is already done by a newer write (the store refused to overwrite a
+  client's results with ones computed for an older event). Acked; nothing is published.
 Any other exception is treated as retryable: a bug may be fixed by a deploy.
 """
 
@@ -30,3 +32,7 @@ class MalformedEvent(FatalError):
 
 class MaxDeliveriesExceeded(FatalError):
     """An entry delivered `max_deliveries` times without success (the last error is kept)."""
+
+
+class Superseded(Exception):
+    """A write lost to a newer one: the store already holds results at a later version."""

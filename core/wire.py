@@ -17,6 +17,7 @@ accepted too, so a FastStream-based integrator may publish an Event directly.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,24 @@ def text(value: bytes | str, errors: str = "backslashreplace") -> str:
     """Bytes (as redis-py returns them) or str as text. By default bytes that are not UTF-8 are
     shown escaped (`\\xff`), never raised on: for showing what someone wrote to a stream."""
     return value.decode("utf-8", errors) if isinstance(value, bytes) else str(value)
+
+
+_SEQ_BITS = 20  # entry sequence numbers within one millisecond, kept exactly up to ~1M
+
+
+def position(entry_id: str | bytes) -> int:
+    """A stream entry id (`<ms>-<seq>`) as one sortable integer: where an event stands in time.
+
+    Entry ids come from the Redis server's clock, so the events of one server order by it across
+    streams; the store keeps the position of the newest event each client's results were
+    computed for and refuses older ones (core.errors.Superseded)."""
+    ms, _, seq = text(entry_id).partition("-")
+    return (int(ms) << _SEQ_BITS) | min(int(seq or 0), (1 << _SEQ_BITS) - 1)
+
+
+def position_now() -> int:
+    """The position of an event arriving now (for work that no stream entry asked for)."""
+    return position(f"{time.time_ns() // 1_000_000}-0")
 
 
 def encode(event: Event) -> dict[str, str]:
