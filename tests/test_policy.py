@@ -5,6 +5,7 @@ and the two asyncio helpers the consumer runs them with (the ack batcher and the
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from app.delivery import policy as p
