@@ -6,9 +6,16 @@ Per consumer group `<group>` (default `secretmagic-group`):
     <group>:dlq             stream  dead letters: the original fields plus dlq_* fields
                                     (app.delivery.deadletter)
     <group>:errors          hash    per pending entry `<stream>/<id>`: its last error; and
-                                    `<stream>/<id>#outages`: deliveries that failed in an outage
-    <group>:seen:<event_id> string  the entry id an event was handled as (duplicate skipping),
-                                    expires after `subscriber.dedup_window_s`
+                                    `<stream>/<id>#uncounted`: deliveries not counted towards
+                                    max_deliveries (an outage, or another copy in flight)
+    {<group>}:seen:<event_id>
+                            string  the entry id an event was handled as (duplicate skipping),
+                                    expires after `subscriber.dedup_window_s`; while a copy is
+                                    being handled, `~<stream>/<entry id>` with a lease
+                                    (`subscriber.claim_idle_ms`, renewed while it runs)
+
+The seen keys of a group carry its name as a hash tag, so one script call covers a whole batch
+of them on a Redis Cluster too.
 
 The input and output streams themselves are named by the handlers' routing table and the
 mutable configuration (`subscriber.streams`, `publisher.streams`).
@@ -34,9 +41,19 @@ def errors_key(group: str) -> str:
 
 
 def error_fields(stream: str, entry_id: str) -> tuple[str, str]:
-    """An entry's fields in errors_key(group): its last error, its outage count."""
-    return f"{stream}/{entry_id}", f"{stream}/{entry_id}#outages"
+    """An entry's fields in errors_key(group): its last error, its uncounted deliveries."""
+    return f"{stream}/{entry_id}", f"{stream}/{entry_id}#uncounted"
 
 
 def seen_key(group: str, event_id: object) -> str:
-    return f"{group}:seen:{event_id}"
+    return f"{{{group}}}:seen:{event_id}"
+
+
+def seen_pattern(group: str) -> str:
+    """SCAN MATCH pattern of a group's seen keys."""
+    return f"{{{group}}}:seen:*"
+
+
+def in_flight(stream: str, entry_id: str) -> str:
+    """The seen-key value of an event while the copy at `stream`/`entry_id` is being handled."""
+    return f"~{stream}/{entry_id}"

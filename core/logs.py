@@ -44,6 +44,10 @@ class Log:
         """The same category with more fixed context (e.g. the consumer group)."""
         return Log(self.category, **self.context, **context)
 
+    def enabled(self, level: int) -> bool:
+        """Would a record at `level` be handled? (Skip building a costly context when not.)"""
+        return self.logger.isEnabledFor(level)
+
     def log(self, level: int, msg: str, *args: object, exc_info: ExcInfo = None,
             **context: Any) -> None:
         if not self.logger.isEnabledFor(level):

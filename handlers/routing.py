@@ -44,6 +44,7 @@ StoreDep = Annotated[Store, Context("store")]
 ConfigDep = Annotated[LiveConfig, Context("config")]
 
 EVENTS_KEY = "events"  # where app.delivery puts the decoded Events in the raw message
+WRITE_VERSION_KEY = "write_version"  # and the run's version for the store (core.wire.position)
 
 
 @dataclass(frozen=True)

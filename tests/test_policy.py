@@ -16,6 +16,7 @@ from core.errors import (
     MalformedEvent,
     MaxDeliveriesExceeded,
     RetryableError,
+    Superseded,
     Unavailable,
 )
 from settings.config import Subscriber
@@ -29,7 +30,7 @@ POLICY = Subscriber.model_validate({
 
 DECISIONS: list[tuple[str, p.Attempt, p.Outcome, p.Decision]] = [
     ("handled", p.Attempt(1), p.Handled(), p.Ack("handled")),
-    ("handled after failures", p.Attempt(3, outages=1), p.Handled(), p.Ack("handled")),
+    ("handled after failures", p.Attempt(3, uncounted=1), p.Handled(), p.Ack("handled")),
     ("duplicate", p.Attempt(1), p.Duplicate("1-0"), p.Ack("duplicate")),
     ("retryable, first delivery", p.Attempt(1), RetryableError("busy"),
      p.Retry(100, "RetryableError: busy")),
@@ -37,14 +38,20 @@ DECISIONS: list[tuple[str, p.Attempt, p.Outcome, p.Decision]] = [
      p.Retry(200, "RetryableError: busy")),
     ("an unexpected error is retryable too", p.Attempt(1), ZeroDivisionError("bug"),
      p.Retry(100, "ZeroDivisionError: bug")),
-    ("outages do not count: 3rd delivery, 1 outage, own 2 < 3", p.Attempt(3, outages=1),
+    ("outages do not count: 3rd delivery, 1 outage, own 2 < 3", p.Attempt(3, uncounted=1),
      RetryableError("busy"), p.Retry(400, "RetryableError: busy")),
-    ("the backoff is capped", p.Attempt(3, outages=2), KeyError("k"),
+    ("the backoff is capped", p.Attempt(3, uncounted=2), KeyError("k"),
      p.Retry(400, "KeyError: 'k'")),
     ("unavailable waits at the capped backoff", p.Attempt(1), Unavailable("store down"),
      p.Wait(1000, "Unavailable: store down")),
-    ("unavailable never dead-letters, however many deliveries", p.Attempt(50, outages=49),
+    ("unavailable never dead-letters, however many deliveries", p.Attempt(50, uncounted=49),
      Unavailable("store down"), p.Wait(1000, "Unavailable: store down")),
+    ("superseded by a newer write: done", p.Attempt(1), Superseded("v9 > v7"),
+     p.Ack("superseded")),
+    ("another copy in flight: later, at the backoff", p.Attempt(2), p.InFlight("~s/1-0"),
+     p.Later(200, "another copy of the event is in flight (~s/1-0)")),
+    ("another copy in flight never dead-letters", p.Attempt(9, uncounted=8), p.InFlight("~s/1-0"),
+     p.Later(1000, "another copy of the event is in flight (~s/1-0)")),
 ]
 
 
@@ -63,8 +70,8 @@ def test_fatal_errors_dead_letter_at_once(error: FatalError) -> None:
 @pytest.mark.parametrize(("attempt", "dead"), [
     (p.Attempt(3), True),  # own 3 = max: this failure was the last allowed
     (p.Attempt(2), False),
-    (p.Attempt(4, outages=1), True),
-    (p.Attempt(4, outages=2), False),  # only 2 of its own
+    (p.Attempt(4, uncounted=1), True),
+    (p.Attempt(4, uncounted=2), False),  # only 2 of its own
 ])
 def test_the_last_allowed_failure_dead_letters_with_the_count(attempt: p.Attempt,
                                                               dead: bool) -> None:
@@ -75,16 +82,17 @@ def test_the_last_allowed_failure_dead_letters_with_the_count(attempt: p.Attempt
     assert isinstance(decision, p.DeadLetter)
     assert isinstance(decision.error, MaxDeliveriesExceeded)
     assert str(decision.error) == (
-        f"delivered {attempt.deliveries} times ({attempt.outages} of them during an outage; "
-        "max_deliveries=3); last error: RetryableError: still busy")
+        f"delivered {attempt.deliveries} times ({attempt.uncounted} of them not counted: an "
+        "outage or another copy in flight; max_deliveries=3); last error: RetryableError: "
+        "still busy")
 
 
 @pytest.mark.parametrize(("attempt", "admitted"), [
     (p.Attempt(1), True),
     (p.Attempt(3), True),  # the 3rd delivery may still run
     (p.Attempt(4), False),  # 3 attempts never answered: a consumer died while handling it
-    (p.Attempt(5, outages=2), True),  # only 2 of its own before this one
-    (p.Attempt(6, outages=2), False),
+    (p.Attempt(5, uncounted=2), True),  # only 2 of its own before this one
+    (p.Attempt(6, uncounted=2), False),
 ])
 def test_admit_turns_away_entries_whose_deliveries_are_used_up(attempt: p.Attempt,
                                                               admitted: bool) -> None:

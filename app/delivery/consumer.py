@@ -14,7 +14,9 @@ Handling the entries of one read or claim:
     admit (policy)             deliveries already past max → DLQ
     decode once (core.wire)    MalformedEvent → DLQ
     route (handlers.routing)   no handler for its event_type on this stream → DLQ
-    dedup (ledger.seen)        event_id handled before → ack as a duplicate
+    claim (ledger.claim)       event_id handled before → ack as a duplicate; another copy of it
+                               in flight (on any consumer) → later, not counted; else this
+                               copy holds the event_id (a lease, renewed while it runs)
     plan                       one run per (event_type, client_id) for ordinary handlers
                                (coalesced); one run per event_type for batch handlers
     run                        at most `concurrency` per stream at once; the FastStream
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,7 +49,7 @@ from app.delivery.slots import Slots
 from app.observability.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
 from core import logs, wire
 from core.errors import FatalError, MalformedEvent, RetryableError
-from handlers.routing import EVENTS_KEY, Route, Routes
+from handlers.routing import EVENTS_KEY, WRITE_VERSION_KEY, Route, Routes
 from settings import Config, LiveConfig
 
 CLEANUP_EVERY_S = 60.0
@@ -78,7 +81,8 @@ class StreamConsumer:
         self._stopping = asyncio.Event()
         self._groups_ready: set[str] = set()
         self._errors: dict[str, str] = {}  # stream -> the error last logged for it
-        self._last_cleanup = time.monotonic()
+        self._last_cleanup = self._last_renew = time.monotonic()
+        self._running: dict[tuple[str, str], Entry] = {}  # entries of runs started, not ended
         live.subscribe(self._on_config)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -204,6 +208,12 @@ class StreamConsumer:
                     await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
                 if stream in self.waiting:
                     await self._redis(stream, lambda s=stream: self._mine_pending(s))  # type: ignore[misc]
+            lease_ms = self.policy.claim_idle_ms
+            if self._running and time.monotonic() - self._last_renew > lease_ms / 3e3:
+                self._last_renew = time.monotonic()  # a long run keeps its events' claims
+                running = list(self._running.values())
+                await self._redis(running[0].stream, lambda e=running, ms=lease_ms:  # type: ignore[misc]
+                                  self.ledger.renew(e, ms))
             every = min(CLEANUP_EVERY_S, self.policy.consumer_idle_timeout_s / 2)
             if time.monotonic() - self._last_cleanup > every:
                 self._last_cleanup = time.monotonic()
@@ -255,7 +265,9 @@ class StreamConsumer:
         finally:
             self.inflight -= held
         for run in runs:
-            self.inflight.update((e.stream, e.entry_id) for e in _members(run))
+            members = _members(run)
+            self.inflight.update((e.stream, e.entry_id) for e in members)
+            self._running.update(((e.stream, e.entry_id), e) for e in members)
             task = asyncio.create_task(self._run(run), name=f"handle:{stream}:{run[1][0].entry_id}")
             self._work[stream].add(task)
             task.add_done_callback(self._work[stream].discard)
@@ -281,14 +293,13 @@ class StreamConsumer:
                     f"no handler for event_type {entry.event.event_type!r} on stream {stream!r}")))
                 continue
             routed.append((entry, route))
-        handled_as = await self.ledger.seen([e.event for e, _ in routed if e.event])
+        claims = await self.ledger.claim([e for e, _ in routed], policy.claim_idle_ms)
         fresh = []
-        for (entry, route), seen in zip(routed, handled_as, strict=True):
-            if seen is None:
+        for (entry, route), taken in zip(routed, claims, strict=True):
+            if taken is None:
                 fresh.append((entry, route))
             else:
-                await self._apply([entry], p.decide(entry.attempt, p.Duplicate(seen), policy),
-                                  handled_as=seen)
+                await self._apply([entry], p.decide(entry.attempt, taken, policy), cause=taken)
         return self._plan(fresh, policy.coalesce)
 
     @staticmethod
@@ -317,21 +328,26 @@ class StreamConsumer:
             async with self._slots[route.stream]:
                 await self._redis(route.stream, lambda: self._dispatch(run))
         finally:
-            self.inflight.difference_update((e.stream, e.entry_id) for e in _members(run))
+            for e in _members(run):
+                self.inflight.discard((e.stream, e.entry_id))
+                self._running.pop((e.stream, e.entry_id), None)
 
     async def _dispatch(self, run: Run) -> None:
         """Run the handler through its route's FastStream subscriber (middlewares, DI,
         publishers); settle every entry the run serves by the policy's decision for it."""
         route, leads = run
-        for e in leads:
-            self.log.debug("event received", **e.context())
+        if self.log.enabled(logging.DEBUG):
+            for e in leads:
+                self.log.debug("event received", **e.context())
         started = time.perf_counter()
         try:
             await route.subscriber.process_message({
                 "type": "bstream" if route.batch else "stream", "channel": route.stream,
                 "message_ids": [e.entry_id.encode() for e in leads],
                 "data": [dict(e.fields) for e in leads] if route.batch else dict(leads[0].fields),
-                EVENTS_KEY: [e.event for e in leads]})
+                EVENTS_KEY: [e.event for e in leads],
+                # The store refuses results older than what it holds (core.errors.Superseded).
+                WRITE_VERSION_KEY: max(wire.position(m.entry_id) for m in _members(run))})
         except Exception as exc:
             for e in _members(run):
                 await self._apply([e], p.decide(e.attempt, exc, self.policy), cause=exc)
@@ -340,33 +356,49 @@ class StreamConsumer:
         await self._apply(_members(run), p.Ack("handled"))
         self._resume(route.stream, "an event succeeded")
         HANDLE_SECONDS.labels(route.stream).observe(seconds)
-        for e in leads:
-            EVENTS.labels(e.stream, "handled").inc()
-            if e.riders:
-                EVENTS.labels(e.stream, "coalesced").inc(len(e.riders))
-            self.log.info("event handled", **e.context(duration_ms=round(seconds * 1e3, 1)))
+        EVENTS.labels(route.stream, "handled").inc(len(leads))
+        if riders := sum(len(e.riders) for e in leads):
+            EVENTS.labels(route.stream, "coalesced").inc(riders)
+        if self.log.enabled(logging.INFO):
+            for e in leads:
+                self.log.info("event handled", **e.context(duration_ms=round(seconds * 1e3, 1)))
 
     async def _apply(self, entries: list[Entry], decision: p.Decision, *,
-                     cause: BaseException | None = None, handled_as: str = "") -> None:
+                     cause: object = None) -> None:
         """Apply one decision to Redis for `entries` (of one stream), count it and log it."""
         stream = entries[0].stream
         match decision:
             case p.Ack(outcome="handled"):
                 await self.ledger.done(entries)
+            case p.Ack(outcome="superseded"):
+                await self.ledger.done(entries)
+                EVENTS.labels(stream, "superseded").inc(len(entries))
+                for e in entries:
+                    self.log.info("superseded: the store holds results of a newer event; "
+                                  "nothing published", **e.context(error=str(cause)))
             case p.Ack(outcome="duplicate"):
                 await self.ledger.skip(entries)
                 EVENTS.labels(stream, "duplicate").inc(len(entries))
+                handled_as = cause.handled_as if isinstance(cause, p.Duplicate) else None
                 for e in entries:
                     self.log.info("duplicate event_id skipped", **e.context(handled_as=handled_as))
+            case p.Later(delay_ms=delay, reason=reason):
+                await self.ledger.failed(entries, reason, counted=False)
+                EVENTS.labels(stream, "deferred").inc(len(entries))
+                for e in entries:
+                    self.log.info("%s; will try again in ~%.1f s", reason, delay / 1e3,
+                                  **e.context())
             case p.Retry(delay_ms=delay, reason=reason):
-                await self.ledger.failed(entries, reason, outage=False)
+                await self.ledger.release(entries)
+                await self.ledger.failed(entries, reason, counted=True)
                 EVENTS.labels(stream, "retried").inc(len(entries))
                 for e in entries:
                     self.log.warning("handler failed; will retry in ~%.1f s", delay / 1e3,
                                      exc_info=not isinstance(cause, RetryableError),
                                      **e.context(error=reason))
             case p.Wait(delay_ms=delay, reason=reason):
-                await self.ledger.failed(entries, reason, outage=True)
+                await self.ledger.release(entries)
+                await self.ledger.failed(entries, reason, counted=False)
                 EVENTS.labels(stream, "retried").inc(len(entries))
                 self._wait(stream, reason)
                 for e in entries:
@@ -374,6 +406,7 @@ class StreamConsumer:
                                      "counted towards max_deliveries)", delay / 1e3,
                                      **e.context(error=reason))
             case p.DeadLetter(error=error):
+                await self.ledger.release(entries)
                 await self.ledger.dead_letter(entries, error)
                 EVENTS.labels(stream, "dead_lettered").inc(len(entries))
                 for e in entries:

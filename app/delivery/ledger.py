@@ -1,11 +1,15 @@
 """The delivery policy's record in Redis: applying decisions, and what later deliveries need.
 
-    done(entries)          XACK per stream, SET <group>:seen:<event_id> NX EX, HDEL their errors
-                           (one pipeline for every run that finished in the same loop tick)
-    failed(entry, reason)  HSET <group>:errors <stream>/<id> reason  (+ HINCRBY …#outages)
-    dead_letter(entry, e)  MULTI: XADD <group>:dlq MAXLEN ~, XACK, HDEL its errors
-    seen(events)           MGET the seen keys: which event_ids were handled already
-    attempts(entries)      HMGET their last error and outage count: the policy's Attempt
+    attempts(entries)      HMGET their last error and uncounted deliveries: the policy's Attempt
+    claim(entries)         one script: for each event_id, take {group}:seen:<id> for this copy
+                           (`~<stream>/<entry id>`, a lease) unless it is taken: then the value
+                           says whether the event was handled (its entry id) or is in flight
+    done(entries)          XACK per stream, HDEL their errors, and one script marking their
+                           event_ids handled for the dedup window (one pipeline for every run
+                           that finished in the same loop tick)
+    release(entries)       one script: give back the claims of copies that did not succeed
+    failed(entries, why)   HSET <group>:errors <stream>/<id> why  (+ HINCRBY …#uncounted)
+    dead_letter(entries)   MULTI: XADD <group>:dlq MAXLEN ~, XACK, HDEL its errors
 
 The key names are core.keys'; the DLQ entry is app.delivery.deadletter's.
 """
@@ -20,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.delivery import deadletter
-from app.delivery.policy import Attempt
+from app.delivery.policy import Attempt, Duplicate, InFlight, Outcome
 from core import keys
 from core.events import Event
 from core.wire import text
@@ -38,6 +42,7 @@ class Entry:
     attempt: Attempt
     event: Event | None = None
     riders: list[Entry] = field(default_factory=list)  # coalesced into this one's run
+    claimed: bool = False  # its event_id is held for this copy (ledger.claim)
 
     @property
     def deliveries(self) -> int:
@@ -54,6 +59,37 @@ class Entry:
         return ctx | extra
 
 
+# Take each seen key for this copy unless another copy holds it (or the event was handled):
+# '' = taken (or ours already), else the value found. One call per batch: the keys share a slot.
+_CLAIM = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local mine = ARGV[i + 1]
+  local held = redis.call('GET', key)
+  if (not held) or held == mine then
+    redis.call('SET', key, mine, 'PX', ARGV[1])
+    out[i] = ''
+  else
+    out[i] = held
+  end
+end
+return out
+"""
+_DONE = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
+# Give back (or extend, with a lease) only what this copy holds.
+_RELEASE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    if ARGV[1] == '0' then redis.call('DEL', key) else redis.call('PEXPIRE', key, ARGV[1]) end
+  end
+end
+return #KEYS
+"""
+
+
 class Ledger:
     """The Redis side of one consumer group's policy, for one consumer."""
 
@@ -64,6 +100,9 @@ class Ledger:
         self.errors_key = keys.errors_key(group)
         self.dlq = keys.dlq_stream(group)
         self._acks = Batcher(self._done_together)
+        self._claim = client.register_script(_CLAIM)
+        self._done = client.register_script(_DONE)
+        self._release = client.register_script(_RELEASE)
 
     async def attempts(self, stream: str, found: Sequence[tuple[str, int]]) -> list[Attempt]:
         """The Attempt of each (entry id, delivery number); only redeliveries cost a read."""
@@ -73,18 +112,45 @@ class Ledger:
             fields = [f for entry_id in again for f in keys.error_fields(stream, entry_id)]
             values = await self.client.hmget(self.errors_key, fields)
             for i, entry_id in enumerate(again):
-                error, outages = values[2 * i], values[2 * i + 1]
-                recorded[entry_id] = (text(error) if error else None, int(outages or 0))
+                error, uncounted = values[2 * i], values[2 * i + 1]
+                recorded[entry_id] = (text(error) if error else None, int(uncounted or 0))
         none: tuple[str | None, int] = (None, 0)
         return [Attempt(n, recorded.get(entry_id, none)[1], recorded.get(entry_id, none)[0])
                 for entry_id, n in found]
 
-    async def seen(self, events: Sequence[Event]) -> list[str | None]:
-        """For each event, the entry id it was handled as within the dedup window, or None."""
-        if not events or not self.dedup_window_s():
-            return [None] * len(events)
-        found = await self.client.mget([keys.seen_key(self.group, e.event_id) for e in events])
-        return [text(v) if v is not None else None for v in found]
+    def _seen(self, entries: Sequence[Entry]) -> list[str]:
+        return [keys.seen_key(self.group, e.event.event_id) for e in entries if e.event]
+
+    async def claim(self, entries: Sequence[Entry], lease_ms: int) -> list[Outcome | None]:
+        """For each entry: None when this copy may be handled (its event_id is now held for it
+        for `lease_ms`), else Duplicate (handled before) or InFlight (another copy runs)."""
+        if not entries or not self.dedup_window_s():
+            return [None] * len(entries)
+        tokens = [keys.in_flight(e.stream, e.entry_id) for e in entries]
+        found = await self._claim(keys=self._seen(entries), args=[lease_ms, *tokens])
+        outcomes: list[Outcome | None] = []
+        for entry, value in zip(entries, found, strict=True):
+            entry.claimed = not value
+            held = text(value) if value else ""
+            outcomes.append(None if not held else InFlight(held) if held.startswith("~")
+                            else Duplicate(held))
+        return outcomes
+
+    async def renew(self, entries: Sequence[Entry], lease_ms: int) -> None:
+        """Extend the claims of copies still running."""
+        await self._give_back(entries, lease_ms)
+
+    async def release(self, entries: Sequence[Entry]) -> None:
+        """Give back the claims of copies that did not succeed: another copy may run now."""
+        await self._give_back(entries, 0)
+        for e in entries:
+            e.claimed = False
+
+    async def _give_back(self, entries: Sequence[Entry], lease_ms: int) -> None:
+        entries = [e for e in entries if e.claimed]
+        if entries:
+            tokens = [keys.in_flight(e.stream, e.entry_id) for e in entries]
+            await self._release(keys=self._seen(entries), args=[lease_ms, *tokens])
 
     async def done(self, entries: list[Entry]) -> None:
         """Ack `entries` (returns once Redis has them), batched with others of this tick."""
@@ -99,25 +165,24 @@ class Ledger:
                        for f in keys.error_fields(e.stream, e.entry_id)]
             if retried:
                 pipe.hdel(self.errors_key, *retried)
-            if window:
-                for e in done:
-                    if e.event is not None:
-                        pipe.set(keys.seen_key(self.group, e.event.event_id), e.entry_id,
-                                 nx=True, ex=window)
+            marked = [e for e in done if e.event is not None]
+            if window and marked:
+                await self._done(keys=self._seen(marked),
+                                 args=[window, *[e.entry_id for e in marked]], client=pipe)
             await pipe.execute()
 
     async def skip(self, entries: list[Entry]) -> None:
         """Ack duplicates (of one stream): nothing else to record."""
         await self.client.xack(entries[0].stream, self.group, *[e.entry_id for e in entries])
 
-    async def failed(self, entries: list[Entry], reason: str, *, outage: bool) -> None:
-        """Record why their delivery failed (and, in an outage, count it apart)."""
+    async def failed(self, entries: list[Entry], reason: str, *, counted: bool) -> None:
+        """Record why their delivery failed (and, when it does not count, that it does not)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for e in entries:
-                error_field, outages_field = keys.error_fields(e.stream, e.entry_id)
+                error_field, uncounted_field = keys.error_fields(e.stream, e.entry_id)
                 pipe.hset(self.errors_key, error_field, reason)
-                if outage:
-                    pipe.hincrby(self.errors_key, outages_field, 1)
+                if not counted:
+                    pipe.hincrby(self.errors_key, uncounted_field, 1)
             await pipe.execute()
 
     async def dead_letter(self, entries: Iterable[Entry], error: BaseException) -> None:

@@ -5,13 +5,17 @@
     outcome                                   decision
     handled                                   Ack("handled")
     a duplicate of an event already handled   Ack("duplicate")
+    Superseded (a newer write won)            Ack("superseded"): its work is already done
+    another copy of the event is in flight    Later(backoff): not counted towards max_deliveries;
+                                              handled if that copy fails, acked if it succeeds
     FatalError (MalformedEvent, no handler…)  DeadLetter(the error)
     Unavailable (a dependency is down)        Wait: not counted towards max_deliveries; the
                                               stream reads no new entries until one succeeds
     any other error, own failures < max       Retry(after backoff_ms(deliveries))
     any other error, own failures = max       DeadLetter(MaxDeliveriesExceeded, the last error)
 
-"Own failures" are the deliveries that did not fail in an outage. Before an entry is handled,
+"Own failures" are the deliveries that were the event's own: not lost to an outage, not spent
+waiting for another copy of it. Before an entry is handled,
 `admit` dead-letters one whose own deliveries are already past `max_deliveries`: its earlier
 attempts never answered (the consumer died while handling it). `coalesce` decides which events of
 one read share a handler run. Nothing here does I/O: app.delivery.ledger applies the decisions
@@ -25,7 +29,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from core.errors import FatalError, MaxDeliveriesExceeded, Unavailable
+from core.errors import FatalError, MaxDeliveriesExceeded, Superseded, Unavailable
 from settings.config import Subscriber as Policy
 
 
@@ -34,13 +38,13 @@ class Attempt:
     """What is known of one delivery of an entry."""
 
     deliveries: int  # this delivery's number: 1 for the first
-    outages: int = 0  # earlier deliveries that failed in an outage
+    uncounted: int = 0  # earlier deliveries lost to an outage or to another copy in flight
     last_error: str | None = None  # why the previous delivery failed, if one did
 
     @property
     def own(self) -> int:
-        """Deliveries so far, this one included, that were not lost to an outage."""
-        return self.deliveries - self.outages
+        """Deliveries so far, this one included, that were the event's own."""
+        return self.deliveries - self.uncounted
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -58,7 +62,14 @@ class Duplicate:
     handled_as: str
 
 
-Outcome = Handled | Duplicate | BaseException
+@dataclass(frozen=True)
+class InFlight:
+    """Another copy of the event (same event_id, another entry) is being handled."""
+
+    holder: str
+
+
+Outcome = Handled | Duplicate | InFlight | BaseException
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -68,12 +79,20 @@ Outcome = Handled | Duplicate | BaseException
 class Ack:
     """XACK; the entry is done."""
 
-    outcome: Literal["handled", "duplicate"]
+    outcome: Literal["handled", "duplicate", "superseded"]
 
 
 @dataclass(frozen=True)
 class Retry:
     """No ack: the entry stays pending and is claimed again after `delay_ms`."""
+
+    delay_ms: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Later:
+    """No ack and not counted: another copy is in flight; try again after `delay_ms`."""
 
     delay_ms: float
     reason: str
@@ -95,7 +114,7 @@ class DeadLetter:
     error: FatalError
 
 
-Decision = Ack | Retry | Wait | DeadLetter
+Decision = Ack | Retry | Later | Wait | DeadLetter
 
 
 def describe(error: BaseException) -> str:
@@ -112,8 +131,9 @@ def backoff_ms(policy: Policy, deliveries: int,
 
 def _exhausted(attempt: Attempt, policy: Policy, last_error: str) -> DeadLetter:
     return DeadLetter(MaxDeliveriesExceeded(
-        f"delivered {attempt.deliveries} times ({attempt.outages} of them during an outage;"
-        f" max_deliveries={policy.max_deliveries}); last error: {last_error}"))
+        f"delivered {attempt.deliveries} times ({attempt.uncounted} of them not counted: an "
+        f"outage or another copy in flight; max_deliveries={policy.max_deliveries}); "
+        f"last error: {last_error}"))
 
 
 def admit(attempt: Attempt, policy: Policy) -> DeadLetter | None:
@@ -129,6 +149,11 @@ def decide(attempt: Attempt, outcome: Outcome, policy: Policy) -> Decision:
         return Ack("handled")
     if isinstance(outcome, Duplicate):
         return Ack("duplicate")
+    if isinstance(outcome, Superseded):
+        return Ack("superseded")
+    if isinstance(outcome, InFlight):
+        return Later(backoff_ms(policy, attempt.deliveries, rand=lambda: 0.5),
+                     f"another copy of the event is in flight ({outcome.holder})")
     if isinstance(outcome, FatalError):
         return DeadLetter(outcome)
     reason = describe(outcome)

@@ -1,0 +1,118 @@
+"""One client's events never race (issue 13): a copy of an event whose first copy is still being
+handled waits for it (acked as a duplicate once it succeeds, handled if it failed), on one
+consumer or across several; on a real Redis, through the production consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.errors import RetryableError
+from core.events import Event
+from core.keys import dlq_stream, seen_key
+from handlers.routing import Routes
+from tests.harness import config, job, unique, wait_until, worker
+
+GROUP = unique("test-races-group")
+
+
+@pytest.fixture
+async def r(redis_url: str) -> Any:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.delete(dlq_stream(GROUP))
+    await client.aclose()
+
+
+class Slow:
+    """A handler that takes `work_s` per attempt and fails the first `fail` of them."""
+
+    def __init__(self, work_s: float, fail: int = 0) -> None:
+        self.work_s, self.fail = work_s, fail
+        self.attempts: list[str] = []
+        self.handled: list[str] = []
+        self.running = 0
+        self.peak = 0  # copies of the event handled at the same time, at most
+
+    def routes(self, stream: str) -> Routes:
+        routes = Routes()
+
+        @routes.on(stream, "job")
+        async def handle(event: Event) -> None:
+            self.attempts.append(str(event.event_id))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                await asyncio.sleep(self.work_s)  # simulated work: the window a copy lands in
+                if len(self.attempts) <= self.fail:
+                    raise RetryableError(f"attempt {len(self.attempts)} failed on purpose")
+            finally:
+                self.running -= 1
+            self.handled.append(str(event.event_id))
+
+        return routes
+
+
+async def pending(r: aioredis.Redis, stream: str) -> int:
+    return int((await r.xpending(stream, GROUP))["pending"])
+
+
+async def copies_settled(r: aioredis.Redis, stream: str) -> bool:
+    return await pending(r, stream) == 0
+
+
+@pytest.mark.parametrize("consumers", [1, 2])
+async def test_a_copy_arriving_while_the_first_runs_is_acked_once_it_succeeds(
+        r: aioredis.Redis, redis_url: str, consumers: int) -> None:
+    stream, slow = unique("twice"), Slow(work_s=0.4)
+    cfg = config([stream], group=GROUP, batch_size=1, concurrency=2)
+    fields = job()
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(consumers):
+            await stack.enter_async_context(
+                worker(slow.routes(stream), redis_url, cfg, consumer=f"w{i}"))
+        await r.xadd(stream, fields)
+        await r.xadd(stream, fields)  # the same event again, about a millisecond later
+        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
+    sent, handled, dead = 2, len(slow.handled), await r.xlen(dlq_stream(GROUP))
+    duplicates = sent - handled - dead
+    print(f"consumers={consumers} sent={sent} handled={handled} duplicate={duplicates} "
+          f"dead_lettered={dead} lost={sent - handled - duplicates - dead}")
+    assert slow.attempts == [fields["event_id"]]  # never handled twice, never at once
+    assert (handled, duplicates, dead) == (1, 1, 0)
+    assert slow.peak == 1
+    assert await r.get(seen_key(GROUP, fields["event_id"])) is not None  # remembered as done
+
+
+async def test_a_copy_waiting_for_a_failed_first_copy_is_handled(r: aioredis.Redis,
+                                                                 redis_url: str) -> None:
+    stream, slow = unique("retry-copy"), Slow(work_s=0.3, fail=1)
+    cfg = config([stream], group=GROUP, batch_size=1, concurrency=2)
+    fields = job()
+    async with worker(slow.routes(stream), redis_url, cfg):
+        await r.xadd(stream, fields)
+        await r.xadd(stream, fields)
+        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
+    assert slow.attempts == [fields["event_id"]] * 2  # the failure, then one success
+    assert slow.handled == [fields["event_id"]]
+    assert slow.peak == 1
+    assert await r.xlen(dlq_stream(GROUP)) == 0
+
+
+async def test_waiting_for_another_copy_is_not_counted_towards_max_deliveries(
+        r: aioredis.Redis, redis_url: str) -> None:
+    # The first copy runs for longer than max_deliveries backoffs of the second one.
+    stream, slow = unique("long-copy"), Slow(work_s=1.5)
+    cfg = config([stream], group=GROUP, batch_size=1, concurrency=2, max_deliveries=2,
+                 backoff={"base_ms": 100, "factor": 1.0, "max_ms": 100, "jitter": 0.0})
+    fields = job()
+    async with worker(slow.routes(stream), redis_url, cfg):
+        await r.xadd(stream, fields)
+        await r.xadd(stream, fields)
+        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
+    assert slow.handled == [fields["event_id"]]
+    assert await r.xlen(dlq_stream(GROUP)) == 0  # waited ~10 deliveries, none counted
