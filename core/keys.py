@@ -9,10 +9,9 @@ Per consumer group `<group>` (default `secretmagic-group`):
                                     `<stream>/<id>#uncounted`: deliveries not counted towards
                                     max_deliveries (an outage, or another copy in flight)
     {<group>}:seen:<event_id>
-                            string  the entry id an event was handled as (duplicate skipping),
-                                    expires after `subscriber.dedup_window_s`; while a copy is
-                                    being handled, `~<stream>/<entry id>` with a lease
-                                    (`subscriber.claim_idle_ms`, renewed while it runs)
+                            string  `<stream>/<entry id>`: the copy of the event that holds it
+                                    (in flight while that entry is pending in the group, handled
+                                    once it is acked); expires after `subscriber.dedup_window_s`
 
 The seen keys of a group carry its name as a hash tag, so one script call covers a whole batch
 of them on a Redis Cluster too.
@@ -54,6 +53,12 @@ def seen_pattern(group: str) -> str:
     return f"{{{group}}}:seen:*"
 
 
-def in_flight(stream: str, entry_id: str) -> str:
-    """The seen-key value of an event while the copy at `stream`/`entry_id` is being handled."""
-    return f"~{stream}/{entry_id}"
+def copy_of(stream: str, entry_id: str) -> str:
+    """The seen-key value naming the copy of an event at `stream`/`entry_id`."""
+    return f"{stream}/{entry_id}"
+
+
+def copy_at(value: str) -> tuple[str, str]:
+    """(stream, entry id) of a seen-key value (entry ids hold no '/', stream names may)."""
+    stream, _, entry_id = value.rpartition("/")
+    return stream, entry_id

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from core.errors import MalformedEvent
 from core.events import Event
@@ -68,20 +69,28 @@ def encode(event: Event) -> dict[str, str]:
 
 def decode(fields: Mapping[Any, Any]) -> Event:
     """An event from stream fields (flat, or FastStream's envelope); MalformedEvent names what is
-    wrong."""
-    size = sum(len(k) + len(v) for k, v in fields.items() if isinstance(v, str | bytes))
-    if size > MAX_ENTRY_BYTES:
-        raise MalformedEvent(f"entry is {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
+    wrong. On the consume path of every entry: one pass over the fields."""
     envelope = fields.get(FASTSTREAM_ENVELOPE)
     if envelope is not None:
+        _check_size(sum(len(k) + len(v) for k, v in fields.items()))
         return _decode_values(_unwrap(envelope))
     values: dict[str, Any] = {}
+    size = 0
     for key, value in fields.items():
+        size += len(key) + (len(value) if isinstance(value, str | bytes) else 0)
         try:
-            values[text(key, "strict")] = text(value, "strict")
+            values[key.decode() if isinstance(key, bytes) else str(key)] = (
+                value.decode() if isinstance(value, bytes) else value)
         except UnicodeDecodeError:
+            _check_size(size)
             raise MalformedEvent(f"field {key!r} is not UTF-8 text") from None
+    _check_size(size)
     return _decode_values(values)
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_ENTRY_BYTES:
+        raise MalformedEvent(f"entry is {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
 
 
 def _unwrap(envelope: bytes) -> dict[str, Any]:
@@ -105,9 +114,9 @@ def _decode_values(values: Mapping[str, Any]) -> Event:
     data = values.get("data", "{}")
     if isinstance(data, str):
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise MalformedEvent(f"field 'data' is not JSON: {exc.msg} at char {exc.pos}") from None
+            data = from_json(data)
+        except ValueError as exc:
+            raise MalformedEvent(f"field 'data' is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedEvent(f"field 'data' must be a JSON object, got {type(data).__name__}")
     known = {k: values[k] for k in FIELDS[:4] if values.get(k)}

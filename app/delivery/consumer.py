@@ -16,7 +16,7 @@ Handling the entries of one read or claim:
     route (handlers.routing)   no handler for its event_type on this stream → DLQ
     claim (ledger.claim)       event_id handled before → ack as a duplicate; another copy of it
                                in flight (on any consumer) → later, not counted; else this
-                               copy holds the event_id (a lease, renewed while it runs)
+                               copy holds the event_id
     plan                       one run per (event_type, client_id) for ordinary handlers
                                (coalesced); one run per event_type for batch handlers
     run                        at most `concurrency` per stream at once; the FastStream
@@ -81,8 +81,7 @@ class StreamConsumer:
         self._stopping = asyncio.Event()
         self._groups_ready: set[str] = set()
         self._errors: dict[str, str] = {}  # stream -> the error last logged for it
-        self._last_cleanup = self._last_renew = time.monotonic()
-        self._running: dict[tuple[str, str], Entry] = {}  # entries of runs started, not ended
+        self._last_cleanup = time.monotonic()
         live.subscribe(self._on_config)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -208,12 +207,6 @@ class StreamConsumer:
                     await self._redis(stream, lambda s=stream: self._claim(s))  # type: ignore[misc]
                 if stream in self.waiting:
                     await self._redis(stream, lambda s=stream: self._mine_pending(s))  # type: ignore[misc]
-            lease_ms = self.policy.claim_idle_ms
-            if self._running and time.monotonic() - self._last_renew > lease_ms / 3e3:
-                self._last_renew = time.monotonic()  # a long run keeps its events' claims
-                running = list(self._running.values())
-                await self._redis(running[0].stream, lambda e=running, ms=lease_ms:  # type: ignore[misc]
-                                  self.ledger.renew(e, ms))
             every = min(CLEANUP_EVERY_S, self.policy.consumer_idle_timeout_s / 2)
             if time.monotonic() - self._last_cleanup > every:
                 self._last_cleanup = time.monotonic()
@@ -265,9 +258,7 @@ class StreamConsumer:
         finally:
             self.inflight -= held
         for run in runs:
-            members = _members(run)
-            self.inflight.update((e.stream, e.entry_id) for e in members)
-            self._running.update(((e.stream, e.entry_id), e) for e in members)
+            self.inflight.update((e.stream, e.entry_id) for e in _members(run))
             task = asyncio.create_task(self._run(run), name=f"handle:{stream}:{run[1][0].entry_id}")
             self._work[stream].add(task)
             task.add_done_callback(self._work[stream].discard)
@@ -293,7 +284,7 @@ class StreamConsumer:
                     f"no handler for event_type {entry.event.event_type!r} on stream {stream!r}")))
                 continue
             routed.append((entry, route))
-        claims = await self.ledger.claim([e for e, _ in routed], policy.claim_idle_ms)
+        claims = await self.ledger.claim([e for e, _ in routed])
         fresh = []
         for (entry, route), taken in zip(routed, claims, strict=True):
             if taken is None:
@@ -328,9 +319,7 @@ class StreamConsumer:
             async with self._slots[route.stream]:
                 await self._redis(route.stream, lambda: self._dispatch(run))
         finally:
-            for e in _members(run):
-                self.inflight.discard((e.stream, e.entry_id))
-                self._running.pop((e.stream, e.entry_id), None)
+            self.inflight.difference_update((e.stream, e.entry_id) for e in _members(run))
 
     async def _dispatch(self, run: Run) -> None:
         """Run the handler through its route's FastStream subscriber (middlewares, DI,
@@ -344,7 +333,7 @@ class StreamConsumer:
             await route.subscriber.process_message({
                 "type": "bstream" if route.batch else "stream", "channel": route.stream,
                 "message_ids": [e.entry_id.encode() for e in leads],
-                "data": [dict(e.fields) for e in leads] if route.batch else dict(leads[0].fields),
+                "data": [e.fields for e in leads] if route.batch else leads[0].fields,
                 EVENTS_KEY: [e.event for e in leads],
                 # The store refuses results older than what it holds (core.errors.Superseded).
                 WRITE_VERSION_KEY: max(wire.position(m.entry_id) for m in _members(run))})

@@ -2,11 +2,11 @@
 
     attempts(entries)      HMGET their last error and uncounted deliveries: the policy's Attempt
     claim(entries)         one script: for each event_id, take {group}:seen:<id> for this copy
-                           (`~<stream>/<entry id>`, a lease) unless it is taken: then the value
-                           says whether the event was handled (its entry id) or is in flight
-    done(entries)          XACK per stream, HDEL their errors, and one script marking their
-                           event_ids handled for the dedup window (one pipeline for every run
-                           that finished in the same loop tick)
+                           (`<stream>/<entry id>`, for the dedup window) unless another copy
+                           holds it: that copy was handled if its entry is acked, and is in
+                           flight while it is pending (XPENDING, only for such conflicts)
+    done(entries)          XACK per stream, HDEL their errors (one pipeline for every run that
+                           finished in the same loop tick): an acked holder means "handled"
     release(entries)       one script: give back the claims of copies that did not succeed
     failed(entries, why)   HSET <group>:errors <stream>/<id> why  (+ HINCRBY …#uncounted)
     dead_letter(entries)   MULTI: XADD <group>:dlq MAXLEN ~, XACK, HDEL its errors
@@ -59,32 +59,26 @@ class Entry:
         return ctx | extra
 
 
-# Take each seen key for this copy unless another copy holds it (or the event was handled):
-# '' = taken (or ours already), else the value found. One call per batch: the keys share a slot.
+# Take each seen key for this copy unless another copy holds it; the reply lists only the
+# conflicts, as (index, holder) pairs. One call per batch: the keys share a slot.
 _CLAIM = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local mine = ARGV[i + 1]
   local held = redis.call('GET', key)
   if (not held) or held == mine then
-    redis.call('SET', key, mine, 'PX', ARGV[1])
-    out[i] = ''
+    redis.call('SET', key, mine, 'EX', ARGV[1])
   else
-    out[i] = held
+    out[#out + 1] = i
+    out[#out + 1] = held
   end
 end
 return out
 """
-_DONE = """
-for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
-return #KEYS
-"""
-# Give back (or extend, with a lease) only what this copy holds.
+# Give back only what this copy holds.
 _RELEASE = """
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
-    if ARGV[1] == '0' then redis.call('DEL', key) else redis.call('PEXPIRE', key, ARGV[1]) end
-  end
+  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
 end
 return #KEYS
 """
@@ -101,7 +95,6 @@ class Ledger:
         self.dlq = keys.dlq_stream(group)
         self._acks = Batcher(self._done_together)
         self._claim = client.register_script(_CLAIM)
-        self._done = client.register_script(_DONE)
         self._release = client.register_script(_RELEASE)
 
     async def attempts(self, stream: str, found: Sequence[tuple[str, int]]) -> list[Attempt]:
@@ -121,43 +114,44 @@ class Ledger:
     def _seen(self, entries: Sequence[Entry]) -> list[str]:
         return [keys.seen_key(self.group, e.event.event_id) for e in entries if e.event]
 
-    async def claim(self, entries: Sequence[Entry], lease_ms: int) -> list[Outcome | None]:
-        """For each entry: None when this copy may be handled (its event_id is now held for it
-        for `lease_ms`), else Duplicate (handled before) or InFlight (another copy runs)."""
-        if not entries or not self.dedup_window_s():
+    async def claim(self, entries: Sequence[Entry]) -> list[Outcome | None]:
+        """For each entry: None when this copy may be handled (its event_id is now held for it,
+        for the dedup window), else Duplicate (another copy was handled) or InFlight (another
+        copy is being handled)."""
+        window = self.dedup_window_s()
+        if not entries or not window:
             return [None] * len(entries)
-        tokens = [keys.in_flight(e.stream, e.entry_id) for e in entries]
-        found = await self._claim(keys=self._seen(entries), args=[lease_ms, *tokens])
-        outcomes: list[Outcome | None] = []
-        for entry, value in zip(entries, found, strict=True):
-            entry.claimed = not value
-            held = text(value) if value else ""
-            outcomes.append(None if not held else InFlight(held) if held.startswith("~")
-                            else Duplicate(held))
+        tokens = [keys.copy_of(e.stream, e.entry_id) for e in entries]
+        found = await self._claim(keys=self._seen(entries), args=[window, *tokens])
+        outcomes: list[Outcome | None] = [None] * len(entries)
+        conflicts = {int(found[i]) - 1: text(found[i + 1]) for i in range(0, len(found), 2)}
+        holders = {holder: keys.copy_at(holder) for holder in set(conflicts.values())}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, entry_id in holders.values():
+                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
+            pending = dict(zip(holders, await pipe.execute(), strict=True)) if holders else {}
+        for i, entry in enumerate(entries):
+            entry.claimed = i not in conflicts
+            if not entry.claimed:
+                holder = conflicts[i]
+                outcomes[i] = InFlight(holder) if pending[holder] \
+                    else Duplicate(holders[holder][1])
         return outcomes
-
-    async def renew(self, entries: Sequence[Entry], lease_ms: int) -> None:
-        """Extend the claims of copies still running."""
-        await self._give_back(entries, lease_ms)
 
     async def release(self, entries: Sequence[Entry]) -> None:
         """Give back the claims of copies that did not succeed: another copy may run now."""
-        await self._give_back(entries, 0)
-        for e in entries:
+        claimed = [e for e in entries if e.claimed]
+        if claimed:
+            await self._release(keys=self._seen(claimed),
+                                args=[keys.copy_of(e.stream, e.entry_id) for e in claimed])
+        for e in claimed:
             e.claimed = False
-
-    async def _give_back(self, entries: Sequence[Entry], lease_ms: int) -> None:
-        entries = [e for e in entries if e.claimed]
-        if entries:
-            tokens = [keys.in_flight(e.stream, e.entry_id) for e in entries]
-            await self._release(keys=self._seen(entries), args=[lease_ms, *tokens])
 
     async def done(self, entries: list[Entry]) -> None:
         """Ack `entries` (returns once Redis has them), batched with others of this tick."""
         await self._acks.add(entries)
 
     async def _done_together(self, done: list[Entry]) -> None:
-        window = self.dedup_window_s()
         async with self.client.pipeline(transaction=False) as pipe:
             for stream in {e.stream for e in done}:
                 pipe.xack(stream, self.group, *[e.entry_id for e in done if e.stream == stream])
@@ -165,10 +159,6 @@ class Ledger:
                        for f in keys.error_fields(e.stream, e.entry_id)]
             if retried:
                 pipe.hdel(self.errors_key, *retried)
-            marked = [e for e in done if e.event is not None]
-            if window and marked:
-                await self._done(keys=self._seen(marked),
-                                 args=[window, *[e.entry_id for e in marked]], client=pipe)
             await pipe.execute()
 
     async def skip(self, entries: list[Entry]) -> None:
