@@ -59,7 +59,7 @@ from typing import IO, Any
 import redis
 
 from app import ops
-from app.cli import table
+from app.cli.output import table
 from core.keys import dlq_stream, errors_key
 from scripts import integrator as integ
 from scripts import services

