@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from faststream.redis import RedisBroker
+from faststream.redis import RedisBroker, RedisClusterBroker, RedisSentinelBroker
 from redis.asyncio import Redis
 
 from app.publishing.producer import EventProducer, PublishState
 
 
-class Broker(RedisBroker):
-    """RedisBroker with secretmagic's producer and passively started stream subscribers."""
+class WorkerBroker(RedisBroker):
+    """What the worker changes in FastStream's Redis brokers (standalone, cluster, sentinel):
+    secretmagic's producer and passively started stream subscribers."""
 
     def _make_producer(self, connection_state: Any, kwargs: dict[str, Any]) -> Any:
         return EventProducer(
@@ -29,7 +30,7 @@ class Broker(RedisBroker):
         )
 
     @property
-    def client(self) -> Redis:
+    def client(self) -> Redis:  # a RedisCluster in a cluster: the same commands
         return cast(Redis, self.config.broker_config.connection.client)
 
     @property
@@ -47,3 +48,15 @@ class Broker(RedisBroker):
         for pub in self.publishers:
             await pub.start()
         self.running = True
+
+
+class Broker(WorkerBroker):
+    """A standalone Redis."""
+
+
+class ClusterBroker(WorkerBroker, RedisClusterBroker):
+    """A Redis Cluster (FastStream's RedisClusterBroker)."""
+
+
+class SentinelBroker(WorkerBroker, RedisSentinelBroker):
+    """The master a Redis Sentinel setup names (FastStream's RedisSentinelBroker)."""

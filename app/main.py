@@ -14,10 +14,10 @@ import logging
 
 from faststream import FastStream
 from faststream.redis.prometheus import RedisPrometheusMiddleware
-from faststream.security import SASLPlaintext
 
 import handlers
 from app.broker import Broker
+from app.connection import worker_broker
 from app.observability.metrics import REGISTRY
 from app.runtime import Runtime, startup_error
 from handlers.routing import Routes
@@ -31,11 +31,8 @@ BROKER_LOG.addFilter(lambda record: not record.exc_info)
 
 def create_app(routes: Routes, settings: Settings, live: LiveConfig) -> FastStream:
     """A worker app for `routes`: the real one below, or a test's own."""
-    messenger = settings.messenger
-    broker = Broker(
-        messenger.url if messenger else "redis://localhost:6379",
-        security=SASLPlaintext(username="default", password=messenger.password.get_secret_value())
-        if messenger and messenger.password else None,
+    broker = worker_broker(
+        settings.messenger,
         middlewares=(RedisPrometheusMiddleware(registry=REGISTRY),),
         graceful_timeout=settings.shutdown_timeout,
         logger=BROKER_LOG,

@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 
 from redis import exceptions as rx
 
-from app import ops
-from app.broker import Broker
+from app.broker import WorkerBroker
+from app.connection import sync_client
 from app.delivery.consumer import StreamConsumer
 from app.observability import health as health_mod
 from app.observability import logs as log_sinks
@@ -49,7 +49,7 @@ def startup_error(message: str) -> NoReturn:
 class Runtime:
     """What the process runs besides the broker; built at startup, torn down at shutdown."""
 
-    def __init__(self, settings: Settings, live: LiveConfig, broker: Broker, routes: Routes,
+    def __init__(self, settings: Settings, live: LiveConfig, broker: WorkerBroker, routes: Routes,
                  stop: Callable[[], None]) -> None:
         self.settings, self.live, self.broker, self.routes = settings, live, broker, routes
         self.stop = stop
@@ -64,7 +64,7 @@ class Runtime:
 
     @property
     def label(self) -> str:
-        return f"{self.messenger.host}:{self.messenger.port}" if self.messenger else "-"
+        return self.messenger.label if self.messenger else "-"
 
     async def _fail(self, message: str) -> NoReturn:
         """A startup error: close what was opened (flushing the logs), then exit 2."""
@@ -136,7 +136,7 @@ class Runtime:
                 redis_label=self.label, on_fatal=lambda _: self.stop())
             await self.consumer.start()
             collector = StreamCollector(
-                ops.connect(self.messenger, timeout=2),
+                sync_client(self.messenger, timeout=2),
                 outbox_stats=lambda: (box.depth(), box.oldest_age()))
         self.health.messenger = self.messenger is not None
         self.health.details["store"] = self.store.name if self.store else None

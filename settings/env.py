@@ -1,9 +1,9 @@
 """Immutable settings: the environment (and Docker secrets), read once at start.
 
-The seed's variables name the Redis of the messenger (MESSENGER_HOST/PORT/PASSWORD/DB); with none of
-them set the messenger is off and the service runs without Redis. MESSENGER_PASSWORD is either the
-password or the path of a file holding it (/run/secrets/redis_password). Secrets are SecretStr:
-they never appear in reprs, logs or errors. A bad value fails at start with the variable named.
+The seed's variables name the Redis of the messenger (MESSENGER_HOST/PORT/PASSWORD/DB; a cluster,
+a sentinel setup, an ACL user and TLS are settings.messenger's); with no MESSENGER_* variable set
+the messenger is off and the service runs without Redis. Secrets are SecretStr: they never appear
+in reprs, logs or errors. A bad value fails at start with the variable named.
 
 The mutable part (configs/config.dev.yaml, hot-reloaded) is settings.config and settings.live.
 """
@@ -14,45 +14,20 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.redact import IDENTIFIER
+from settings.messenger import MessengerSettings
 
+# The seed's four variables (standalone Redis); settings.messenger documents the others.
 MESSENGER_VARS = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")
 
 
 class SettingsError(ValueError):
     """An invalid environment; the message names each bad variable (never a secret's value)."""
-
-
-class MessengerSettings(BaseSettings):
-    """The Redis that carries the events (seed: «Immutable»)."""
-
-    model_config = SettingsConfigDict(env_prefix="MESSENGER_", extra="ignore")
-
-    host: str = Field(min_length=1)
-    port: int = Field(6379, ge=1, le=65535)
-    password: SecretStr | None = None
-    db: int = Field(0, ge=0)
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _read_secret_file(cls, value: Any) -> Any:
-        # Docker secrets: the variable holds a path; the file holds the password.
-        if isinstance(value, str) and value.startswith("/"):
-            path = Path(value)
-            if not path.is_file():
-                raise ValueError("is a path but no such readable file exists")
-            return path.read_text().strip()
-        return value or None
-
-    @property
-    def url(self) -> str:
-        """The Redis URL without the password (safe to log)."""
-        return f"redis://{self.host}:{self.port}/{self.db}"
 
 
 class Settings(BaseSettings):
@@ -82,11 +57,16 @@ class Settings(BaseSettings):
     messenger: MessengerSettings | None = Field(None, exclude=True)
 
 
+def messenger_configured() -> bool:
+    """Is any MESSENGER_* variable set? With none, the messenger is off (seed «Отключение»)."""
+    return any(value for name, value in os.environ.items() if name.startswith("MESSENGER_"))
+
+
 def load_settings() -> Settings:
     """Read and validate the environment; raise SettingsError naming every bad variable."""
     try:
         settings = Settings()
-        if any(os.environ.get(name) for name in MESSENGER_VARS):
+        if messenger_configured():
             settings.messenger = MessengerSettings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
@@ -97,7 +77,10 @@ def _describe(exc: ValidationError) -> str:
     prefix = "MESSENGER_" if exc.title == MessengerSettings.__name__ else ""
     problems = []
     for error in exc.errors():
-        variable = f"{prefix}{error['loc'][0]}".upper() if error["loc"] else prefix.rstrip("_")
+        if not error["loc"]:  # a rule across variables: its text names them
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        variable = f"{prefix}{error['loc'][0]}".upper()
         secret = "PASSWORD" in variable or "DSN" in variable
         shown = "" if secret or error["type"] == "missing" else f" (got {error['input']!r})"
         reason = error["msg"].removeprefix("Value error, ")

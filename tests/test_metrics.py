@@ -17,14 +17,13 @@ from app.observability import metrics
 from app.observability.collector import StreamCollector
 from app.observability.health import Health, serve
 from app.observability.metrics import REGISTRY
-from tests.harness import Entries, Keys
+from settings import MessengerSettings
+from tests.harness import REDIS62, Entries, Keys, behind, dead_letter
 from tests.services import free_port, private_redis
-from tests.test_monitor import REDIS62, behind, dead_letter
 
 
-class Messenger:
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.host, self.port, self.db, self.password = host, port, 0, None
+def messenger(port: int) -> MessengerSettings:
+    return MessengerSettings(host="127.0.0.1", port=port)
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -125,7 +124,7 @@ def test_collector_with_redis_down_and_a_failing_outbox() -> None:
     def broken() -> tuple[int, float | None]:
         raise OSError("outbox file gone")
 
-    down = ops.connect(Messenger(free_port()), timeout=1)
+    down = ops.connect(messenger(free_port()), timeout=1)
     registry = CollectorRegistry()
     registry.register(StreamCollector(down, outbox_stats=broken))
     assert registry.get_sample_value("secretmagic_redis_up") == 0
@@ -185,7 +184,7 @@ def test_metrics_endpoint_serves_the_redis_gauges(
 
 def test_metrics_still_answer_with_redis_down() -> None:
     with private_redis() as redis_server:
-        client = ops.connect(Messenger(redis_server.port), timeout=1)
+        client = ops.connect(messenger(redis_server.port), timeout=1)
         behind(client, "sales-updates", "secretmagic-group", total=3, read=1)
         server = serve(free_port(), healthy(), StreamCollector(client), addr="127.0.0.1")
         try:

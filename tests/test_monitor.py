@@ -19,6 +19,7 @@ from app.ops import overview as ops_overview
 from core.events import Event
 from core.keys import dlq_stream, errors_key
 from core.wire import encode
+from settings import MessengerSettings
 from tests.harness import REDIS62, Entries, Keys, add_events, behind, dead_letter, unique
 from tests.services import PrivateRedis, private_redis
 
@@ -454,10 +455,7 @@ def _fails_fast(call: Callable[[], object]) -> type[BaseException]:
 def test_connect_to_a_closed_port_fails_without_retrying() -> None:
     from tests.services import free_port
 
-    class Messenger:
-        host, port, db, password = "127.0.0.1", free_port(), 0, None
-
-    client = ops.connect(Messenger(), timeout=1)
+    client = ops.connect(MessengerSettings(host="127.0.0.1", port=free_port()), timeout=1)
     assert issubclass(_fails_fast(lambda: ops.streams(client)), redis.ConnectionError)
 
 

@@ -14,6 +14,7 @@ operators typed by hand, and what replaces it:
     the seed's two SQL queries on the logs  logs(dsn, schema, ...)  (PostgreSQL, asyncpg)
 """
 
+from app.connection import sync_client as connect  # the operators' fail-fast client
 from app.ops.common import (
     ALL,
     DEFAULT_GROUP,
@@ -23,7 +24,6 @@ from app.ops.common import (
     NoSuchGroup,
     NoSuchStream,
     NotAStream,
-    connect,
 )
 from app.ops.dlq import (
     DlqEntry,

@@ -9,8 +9,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from core import keys
 from core.wire import text
@@ -64,24 +62,6 @@ class InvalidId(MonitorError):
 class Result:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-
-# --- connection ----------------------------------------------------------------------------------
-
-
-def connect(messenger: Any, *, timeout: float = 5.0, retries: int = 0) -> redis.Redis:
-    """A sync bytes client for `settings.MessengerSettings` that fails fast (no retry storms)."""
-    password = messenger.password.get_secret_value() if messenger.password else None
-    return redis.Redis(
-        host=messenger.host,
-        port=messenger.port,
-        db=messenger.db,
-        password=password,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), retries),
-        client_name="secretmagic-monitor",
-    )
 
 
 # --- helpers -------------------------------------------------------------------------------------
