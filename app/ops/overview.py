@@ -16,6 +16,7 @@ import redis
 from app.ops.common import (
     LAG_CAP,
     PAGE,
+    Client,
     MonitorError,
     NoSuchStream,
     Result,
@@ -73,7 +74,7 @@ class ConsumerInfo(Result):
 # --- streams and groups --------------------------------------------------------------------------
 
 
-def streams(r: redis.Redis, match: str | None = None) -> list[StreamInfo]:
+def streams(r: Client, match: str | None = None) -> list[StreamInfo]:
     """Every stream key (SCAN TYPE stream), sorted by name."""
     found = []
     for name in scan_streams(r, match):
@@ -94,7 +95,7 @@ def streams(r: redis.Redis, match: str | None = None) -> list[StreamInfo]:
     return found
 
 
-def count_after(r: redis.Redis, stream: str, after_id: str, cap: int = LAG_CAP) -> tuple[int, bool]:
+def count_after(r: Client, stream: str, after_id: str, cap: int = LAG_CAP) -> tuple[int, bool]:
     """(entries with an id greater than `after_id`, capped?) counted with XRANGE in pages."""
     count, start = 0, f"({after_id}"
     while count < cap:
@@ -109,7 +110,7 @@ def count_after(r: redis.Redis, stream: str, after_id: str, cap: int = LAG_CAP) 
 
 
 def _lag(
-    r: redis.Redis, stream: str, raw: Mapping[str, Any], stream_info: Mapping[str, Any], cap: int
+    r: Client, stream: str, raw: Mapping[str, Any], stream_info: Mapping[str, Any], cap: int
 ) -> tuple[int, str, bool]:
     reported = raw.get("lag")
     if reported is not None:
@@ -125,7 +126,7 @@ def _lag(
     return count, "counted", capped
 
 
-def groups(r: redis.Redis, stream: str, cap: int = LAG_CAP) -> list[GroupInfo]:
+def groups(r: Client, stream: str, cap: int = LAG_CAP) -> list[GroupInfo]:
     """The consumer groups of a stream with their lag (NoSuchStream if there is no stream)."""
     require_stream(r, stream)
     try:
@@ -154,7 +155,7 @@ def groups(r: redis.Redis, stream: str, cap: int = LAG_CAP) -> list[GroupInfo]:
     return sorted(result, key=lambda g: g.name)
 
 
-def consumers(r: redis.Redis, stream: str, group: str) -> list[ConsumerInfo]:
+def consumers(r: Client, stream: str, group: str) -> list[ConsumerInfo]:
     """The consumers of a group (Redis 7.0 lists a consumer only once it was handed an entry)."""
     require_stream(r, stream)
     with group_of(stream, group):
@@ -173,7 +174,7 @@ def consumers(r: redis.Redis, stream: str, group: str) -> list[ConsumerInfo]:
     )
 
 
-def lag(r: redis.Redis, cap: int = LAG_CAP) -> list[GroupLag]:
+def lag(r: Client, cap: int = LAG_CAP) -> list[GroupLag]:
     """Every group of every stream, worst first (largest lag, then most pending)."""
     result: list[GroupLag] = []
     for info in streams(r):

@@ -6,7 +6,9 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
 - fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
 - works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
 - on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer) and publishes
-  `job_done` to <stream>-done.
+  `job_done` to <stream>-done; with RECORDER_LOG set it also appends `<event_id>` to that local
+  file (one write per line, kept by the kernel through a SIGKILL): a count that does not depend
+  on Redis keeping its writes, for tests that kill Redis masters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from handlers.routing import Routes
 PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
 WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
 CONSUMER = os.environ.get("SECRETMAGIC_CONSUMER", "?")
+LOG = os.environ.get("RECORDER_LOG")
 
 
 BrokerDep = Annotated[Broker, Context("broker")]
@@ -49,6 +52,12 @@ async def record(event: Event, broker: BrokerDep) -> Event:
         raise ZeroDivisionError("an unexpected bug")
     await redis.hincrby(f"{PREFIX}:handled", key, 1)
     await redis.hincrby(f"{PREFIX}:by", CONSUMER, 1)
+    if LOG:
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{key}\n".encode())
+        finally:
+            os.close(fd)
     return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
 
 
