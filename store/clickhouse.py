@@ -10,7 +10,7 @@ HTTP(S) (`clickhouse://`, `clickhouses://`).
   calls run on the loop's default worker threads.
 - Bulk I/O only: `insert_arrow` of the whole frame (polars → Arrow) and `query_arrow` (Arrow →
   polars), no per-row work in Python.
-- Tables are `ReplacingMergeTree(_version, _deleted) ORDER BY <key>` (store/ddl/clickhouse.sql)
+- Tables are `ReplacingMergeTree(_version, _deleted) ORDER BY <key>` (store/dialect.py)
   and reads use FINAL. replace = ONE insert at a new, larger `_version` (a nanosecond timestamp):
   the frame's rows plus a tombstone (`_deleted = 1`) for every key the client has now and the frame
   has not (found with a read of the client's keys). Right after it a read returns exactly the frame;
@@ -26,8 +26,6 @@ HTTP(S) (`clickhouse://`, `clickhouses://`).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import logging
 import socket
 import threading
 import time
@@ -39,18 +37,12 @@ import polars as pl
 
 from core.errors import FatalError, RetryableError, Unavailable
 from core.redact import scrub
-from store import (
-    TABLES,
-    StoreDSN,
-    TableSpec,
-    cast_read,
-    check_client_id,
-    conform,
-    load_ddl,
-    table_spec,
-)
+from store import dialect
+from store.base import BaseStore, Write
+from store.dsn import StoreDSN
+from store.frames import cast_read
+from store.schema import STAMP_DTYPE, TABLES, TableSpec
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The one thread of this process that talks to chDB (created on first use).
@@ -76,7 +68,7 @@ def next_version() -> int:
         return _last_version
 
 
-class ClickHouseStore:
+class ClickHouseStore(BaseStore):
     """`Store` on ClickHouse: embedded chDB or a server over HTTP(S)."""
 
     def __init__(self, dsn: StoreDSN) -> None:
@@ -178,7 +170,7 @@ class ClickHouseStore:
     # --- Store ---------------------------------------------------------------------------------
 
     async def create_tables(self) -> None:
-        statements = load_ddl("clickhouse")
+        statements = dialect.statements("clickhouse")
 
         def op(client: Any) -> None:
             for sql in statements:
@@ -197,7 +189,7 @@ class ClickHouseStore:
             if stale:
                 where = f"{self.name} store at {self._dsn.where}/{self._dsn.database}"
                 raise FatalError(
-                    f"{where}: table(s) {stale} predate store/ddl/clickhouse.sql (engine must be "
+                    f"{where}: table(s) {stale} predate store/dialect.py (engine must be "
                     "ReplacingMergeTree(_version, _deleted)); drop them (or the chDB directory) "
                     "and run create_tables again"
                 )
@@ -207,18 +199,13 @@ class ClickHouseStore:
     async def ping(self) -> None:
         await self._run("ping", lambda client: client.command("SELECT 1"))
 
-    async def read(self, table: str, client_id: str) -> pl.DataFrame:
-        spec = table_spec(table)
-        check_client_id(client_id)
+    async def _read(self, spec: TableSpec, client_id: str) -> pl.DataFrame:
         cols = ", ".join(f"`{c}`" for c in spec.columns)
         sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE `client_id` = {{client:String}}"
         return await self._run(f"read {spec.name}", _read, spec, sql, client_id)
 
-    async def replace(self, table: str, client_id: str, frame: pl.DataFrame) -> int:
-        spec = table_spec(table)
-        check_client_id(client_id)
-        rows = conform(spec, client_id, frame)
-        return await self._run(f"replace {spec.name}", _replace, spec, client_id, rows)
+    async def _replace(self, write: Write) -> None:
+        await self._run(write.what, _replace, write)
 
     async def close(self) -> None:
         if self._closed:
@@ -243,7 +230,8 @@ def _read(client: Any, spec: TableSpec, sql: str, client_id: str) -> pl.DataFram
     return cast_read(spec, frame)
 
 
-def _replace(client: Any, spec: TableSpec, client_id: str, rows: pl.DataFrame) -> int:
+def _replace(client: Any, write: Write) -> None:
+    spec, client_id, rows = write.spec, write.client_id, write.rows
     version = next_version()
     key = list(spec.key)
     cols = ", ".join(f"`{c}`" for c in key)
@@ -262,10 +250,8 @@ def _replace(client: Any, spec: TableSpec, client_id: str, rows: pl.DataFrame) -
     tombstones = gone.with_columns(_deleted=pl.lit(1, pl.UInt8))
     batch = pl.concat([live, tombstones], how="diagonal")
     if batch.height == 0:
-        return 0
+        return
     extra = [pl.lit(version, dtype=pl.UInt64).alias("_version")]
     if spec.stamp:
-        now = dt.datetime.now(dt.UTC)
-        extra.append(pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(spec.stamp))
+        extra.append(pl.lit(write.stamp, dtype=STAMP_DTYPE).alias(spec.stamp))
     client.insert_arrow(spec.name, batch.with_columns(extra).rechunk().to_arrow())
-    return rows.height

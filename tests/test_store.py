@@ -29,8 +29,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from core.errors import FatalError, Unavailable
-from store import TABLES, Store, conform, load_ddl, mask_dsn, open_store, parse_dsn, table_spec
-from store.mysql import insert_statements
+from store import TABLES, Store, conform, dialect, mask_dsn, open_store, parse_dsn, table_spec
+from store.mysql.text import insert_statements
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -456,7 +456,7 @@ async def test_mysql_reconnects_when_pooled_connections_die(
         mysql_store.replace("products", client_id, frame),
         mysql_store.replace("products", client_id + "-2", sample("products", client_id + "-2")),
     )
-    idle = list(mysql_store._idle)  # type: ignore[attr-defined]
+    idle = list(mysql_store._pool.idle)  # type: ignore[attr-defined]
     assert idle
     admin = _admin_connection(store_mysql_dsn)
     with admin.cursor() as cur:
@@ -606,7 +606,7 @@ def test_open_store_dispatches_by_scheme() -> None:
         assert s.name == name
 
 
-# --- DDL files ---------------------------------------------------------------------------------
+# --- DDL ---------------------------------------------------------------------------------------
 
 
 def _key_of(statement: str, clause: str) -> tuple[str, ...]:
@@ -616,11 +616,11 @@ def _key_of(statement: str, clause: str) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize(
-    ("dialect", "clause"),
+    ("name", "clause"),
     [("mysql", r"PRIMARY KEY"), ("starrocks", r"PRIMARY KEY"), ("clickhouse", r"ORDER BY")],
 )
-def test_ddl_files_match_the_table_specs(dialect: str, clause: str) -> None:
-    statements = load_ddl(dialect)
+def test_generated_ddl_has_every_table_column_and_key(name: str, clause: str) -> None:
+    statements = dialect.statements(name)
     assert len(statements) == len(TABLES)
     for statement in statements:
         table = re.search(r"CREATE TABLE IF NOT EXISTS `(\w+)`", statement)
@@ -628,7 +628,14 @@ def test_ddl_files_match_the_table_specs(dialect: str, clause: str) -> None:
         spec = TABLES[table.group(1)]
         assert _key_of(statement, clause) == spec.key
         for column in [*spec.columns, *([spec.stamp] if spec.stamp else [])]:
-            assert f"`{column}`" in statement, (dialect, spec.name, column)
-        if dialect == "starrocks":
+            assert f"`{column}`" in statement, (name, spec.name, column)
+        if name == "starrocks":
             assert "DISTRIBUTED BY HASH (`client_id`)" in statement
             assert "ENGINE" not in statement
+
+
+@pytest.mark.parametrize("name", dialect.DIALECTS)
+def test_reference_ddl_files_are_what_the_specs_generate(name: str) -> None:
+    path = ROOT / "store" / "ddl" / f"{name}.sql"
+    assert path.read_text(encoding="utf-8") == dialect.reference(name), (
+        f"{path} is stale: run .venv/bin/python -m store.dialect")

@@ -1,19 +1,21 @@
--- secretmagic analytical store: ClickHouse / chDB DDL (verified on chDB 4.4 = ClickHouse 26.9,
--- in-process). Loaded by store.clickhouse.ClickHouseStore.create_tables (idempotent); the tables go
--- into the DSN's database (chdb: `secretmagic` unless ?database=..., created if missing).
+-- secretmagic analytical store: the clickhouse DDL.
+-- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
+-- (tests/test_store.py fails while this file and the specs disagree).
+--
+-- ClickHouse / chDB (verified on chDB 4.4 = ClickHouse 26.9, in-process). The tables go into the DSN's
+-- database (chdb: `secretmagic` unless ?database=..., created if missing).
 --
 -- Every table is ReplacingMergeTree(_version, _deleted) ORDER BY its key, client_id first; reads use
 -- FINAL, which keeps the row with the highest _version per key and hides keys whose latest row has
--- _deleted = 1. The store replaces a client's rows with ONE insert at a new _version: the new rows
--- plus a tombstone (_deleted = 1) for each of the client's keys the new frame no longer has. No
--- mutation (ALTER/lightweight DELETE) is involved: those wait for the background merge executor
--- (0.2-1 s each, measured on chDB 26.9). _version (nanoseconds) defaults to the insert time, so a
--- plain INSERT by another writer (an integrator) is an upsert by key; inserting a row with
--- _deleted = 1 deletes its key. Tombstones stay in the table (normal merges keep them); they are
--- few (keys that disappear) and FINAL skips them. Dates are Date32 (1900..2299: no silent clamping
--- of pre-1970 dates as Date would do); non-key columns are Nullable (NaN is written as NULL).
+-- _deleted = 1. The store replaces a client's rows with ONE insert: the new rows plus a tombstone
+-- (_deleted = 1) for each of the client's keys the new frame no longer has. No mutation
+-- (ALTER/lightweight DELETE) is involved: those wait for the background merge executor (0.2-1 s
+-- each, measured on chDB 26.9). _version defaults to the insert time, so a plain INSERT by another
+-- writer (an integrator) is an upsert by key; inserting a row with _deleted = 1 deletes its key.
+-- Dates are Date32 (1900..2299: no silent clamping of pre-1970 dates as Date would do); non-key
+-- columns are Nullable (NaN is written as NULL).
 
--- integrator-owned inputs
+-- written by integrator
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  String,
@@ -37,12 +39,12 @@ CREATE TABLE IF NOT EXISTS `stock` (
 ORDER BY (`client_id`, `product_id`, `date`);
 
 CREATE TABLE IF NOT EXISTS `bom` (
-    `client_id`  String,
-    `parent_id`  String,
-    `child_id`   String,
-    `qty_per`    Nullable(Float64),
-    `_version`   UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
-    `_deleted`   UInt8 DEFAULT 0
+    `client_id` String,
+    `parent_id` String,
+    `child_id`  String,
+    `qty_per`   Nullable(Float64),
+    `_version`  UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_deleted`  UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `parent_id`, `child_id`);
 
@@ -57,13 +59,13 @@ CREATE TABLE IF NOT EXISTS `products` (
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`);
 
--- secretmagic-owned outputs
+-- written by secretmagic
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   String,
     `product_id`  String,
     `date`        Date32,
-    `feature`     LowCardinality(String),
+    `feature`     String,
     `value`       Nullable(Float64),
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
     `_version`    UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),

@@ -1,13 +1,14 @@
--- secretmagic analytical store: MySQL-protocol DDL for MariaDB/MySQL (verified on MariaDB 10.11).
--- Used by mysql:// DSNs (the tests' MariaDB); StarRocks, the production target, has its own file
--- (starrocks.sql) with the same tables, columns and keys. Loaded by
--- store.mysql.MySQLStore.create_tables (idempotent). The database itself is not created here.
+-- secretmagic analytical store: the mysql DDL.
+-- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
+-- (tests/test_store.py fails while this file and the specs disagree).
 --
--- Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a', 'x' <> 'x '); on MySQL 8 use
--- utf8mb4_0900_bin instead. VARCHAR(191) keeps the widest key (4 x 191 x 4 bytes) under InnoDB's
--- 3072-byte index limit. Timestamps are UTC. Non-key columns are nullable (NaN is written as NULL).
+-- MySQL protocol, MariaDB/MySQL (verified on MariaDB 10.11): mysql:// DSNs (the tests' MariaDB).
+-- The database itself is not created here. Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a',
+-- 'x' <> 'x '); on MySQL 8 use utf8mb4_0900_bin instead. VARCHAR(191) keeps the widest key
+-- (4 x 191 x 4 bytes) under InnoDB's 3072-byte index limit. Timestamps are UTC. Non-key columns are
+-- nullable (NaN is written as NULL).
 
--- integrator-owned inputs
+-- written by integrator
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  VARCHAR(191) NOT NULL,
@@ -38,12 +39,12 @@ CREATE TABLE IF NOT EXISTS `products` (
     `client_id`  VARCHAR(191) NOT NULL,
     `product_id` VARCHAR(191) NOT NULL,
     `name`       VARCHAR(1024) NULL,
-    `category`   VARCHAR(191) NULL,
+    `category`   VARCHAR(1024) NULL,
     `active`     BOOLEAN NULL,
     PRIMARY KEY (`client_id`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
--- secretmagic-owned outputs
+-- written by secretmagic
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   VARCHAR(191) NOT NULL,
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS `bom_exploded` (
 CREATE TABLE IF NOT EXISTS `product_meta` (
     `client_id`    VARCHAR(191) NOT NULL,
     `product_id`   VARCHAR(191) NOT NULL,
-    `category`     VARCHAR(191) NULL,
+    `category`     VARCHAR(1024) NULL,
     `active`       BOOLEAN NULL,
     `refreshed_at` DATETIME(6) NOT NULL,
     PRIMARY KEY (`client_id`, `product_id`)

@@ -1,20 +1,21 @@
--- secretmagic analytical store: StarRocks DDL (the production target, over the MySQL protocol).
+-- secretmagic analytical store: the starrocks DDL.
+-- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
+-- (tests/test_store.py fails while this file and the specs disagree).
 --
--- NOT VERIFIED HERE: no StarRocks server is available on the development machine. Written for
--- StarRocks >= 3.0 from its documented syntax; the same tables, columns and keys as mysql.sql
--- (verified on MariaDB 10.11) and clickhouse.sql (verified on chDB/ClickHouse 26.9). Used by
--- starrocks:// DSNs in store.mysql.MySQLStore.create_tables (idempotent); create the database first.
+-- StarRocks, the production target (over the MySQL protocol): starrocks:// DSNs; create the
+-- database first. NOT VERIFIED HERE: no StarRocks server is available on the development machine;
+-- written for StarRocks >= 3.0 from its documented syntax, with the same tables, columns and keys as
+-- mysql.sql (verified on MariaDB 10.11) and clickhouse.sql (verified on chDB/ClickHouse 26.9).
 --
--- PRIMARY KEY tables: an INSERT of an existing key replaces the row (upsert), DELETE ... WHERE
--- client_id = ? is supported. The store's replace is DELETE + INSERT batches, which StarRocks runs
--- as separate load transactions (not atomic; see store/mysql.py). Key columns come first, in key
--- order, NOT NULL. DISTRIBUTED BY HASH(client_id) keeps a client's rows in one bucket set, which makes
--- the per-client DELETE and read cheap (a very large client skews its buckets; hash by
--- (client_id, product_id) instead if that matters). StarRocks VARCHAR lengths are in bytes, and the
--- encoded primary key is limited to 128 bytes by default (BE config primary_key_limit_size): keep ids
--- short. replication_num defaults to 3; a single-BE dev cluster needs PROPERTIES ("replication_num" = "1").
+-- PRIMARY KEY tables: a load of an existing key replaces the row (upsert); DELETE ... WHERE
+-- client_id = ? is supported. Key columns come first, in key order, NOT NULL. DISTRIBUTED BY
+-- HASH(client_id) keeps a client's rows in one bucket set, which makes the per-client delete and read
+-- cheap (a very large client skews its buckets; hash by (client_id, product_id) instead if that
+-- matters). VARCHAR lengths are in bytes, and the encoded primary key is limited to 128 bytes by
+-- default (BE config primary_key_limit_size): keep ids short. replication_num defaults to 3; a
+-- single-BE dev cluster needs PROPERTIES ("replication_num" = "1").
 
--- integrator-owned inputs
+-- written by integrator
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  VARCHAR(255) NOT NULL,
@@ -44,13 +45,13 @@ DISTRIBUTED BY HASH (`client_id`);
 CREATE TABLE IF NOT EXISTS `products` (
     `client_id`  VARCHAR(255) NOT NULL,
     `product_id` VARCHAR(255) NOT NULL,
-    `name`       VARCHAR(4096) NULL,
+    `name`       VARCHAR(1024) NULL,
     `category`   VARCHAR(1024) NULL,
     `active`     BOOLEAN NULL
 ) PRIMARY KEY (`client_id`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
--- secretmagic-owned outputs
+-- written by secretmagic
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   VARCHAR(255) NOT NULL,

@@ -1,0 +1,84 @@
+"""What goes in and out of the store, checked once for every backend: arguments, frames to write
+(`conform`) and frames read (`cast_read`)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from core.errors import FatalError
+from store.schema import TableSpec
+
+__all__ = ["cast_read", "check_client_id", "conform", "empty_frame"]
+
+
+def check_client_id(client_id: str) -> str:
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError(f"client_id must be a non-empty string, got {client_id!r}")
+    return client_id
+
+
+def empty_frame(spec: TableSpec) -> pl.DataFrame:
+    return pl.DataFrame(schema=spec.schema)
+
+
+def conform(spec: TableSpec, client_id: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Check and cast a frame to write as `client_id`'s rows of `spec`; FatalError if it cannot fit.
+
+    - `client_id` may be left out of the frame (it is filled in); when present, every row must
+      carry this client_id;
+    - the other columns must be exactly the table's (any order); values are cast (strictly) to the
+      table's dtypes: ints to floats, datetimes to dates, ...;
+    - key columns must not be null and keys must be unique (the stores would reject or merge them);
+    - NaN becomes null; ±inf is rejected.
+    """
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(f"replace expects a polars DataFrame, got {type(frame).__name__}")
+    if "client_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(client_id, dtype=pl.String).alias("client_id"))
+    missing = [c for c in spec.columns if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in spec.schema]
+    if missing or extra:
+        raise FatalError(
+            f"{spec.name}: frame columns do not match the table"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + f" (expected {spec.columns})"
+        )
+    try:
+        out = frame.select(pl.col(c).cast(spec.schema[c], strict=True) for c in spec.columns)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        wrong = {c: str(frame.schema[c]) for c in spec.columns if frame.schema[c] != spec.schema[c]}
+        raise FatalError(
+            f"{spec.name}: cannot cast columns {wrong} to the table's types: {exc}"
+        ) from None
+    if out.height == 0:
+        return out
+    floats = [c for c, t in spec.schema.items() if t == pl.Float64]
+    if floats:
+        out = out.with_columns(pl.col(floats).fill_nan(None))
+        infinite = [c for c in floats if out.get_column(c).is_infinite().any()]
+        if infinite:
+            raise FatalError(f"{spec.name}: infinite values in {infinite} cannot be stored")
+    foreign = out.filter(pl.col("client_id") != client_id)
+    if foreign.height:
+        raise FatalError(
+            f"{spec.name}: {foreign.height} row(s) belong to another client "
+            f"(e.g. {foreign.item(0, 'client_id')!r}) in a replace for {client_id!r}"
+        )
+    null_keys = [c for c in spec.key if out.get_column(c).null_count()]
+    if null_keys:
+        raise FatalError(f"{spec.name}: null values in key column(s) {null_keys}")
+    keys = out.select(spec.key)
+    if keys.n_unique() != out.height:
+        dup = keys.filter(keys.is_duplicated())
+        raise FatalError(
+            f"{spec.name}: {dup.height} rows share a key, e.g. {dup.row(0, named=True)}"
+        )
+    return out
+
+
+def cast_read(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns in the spec's order with the spec's dtypes (a backend's read result)."""
+    return frame.select(pl.col(c).cast(t) for c, t in spec.schema.items())
+
+

@@ -1,0 +1,110 @@
+"""The store over the MySQL protocol: MariaDB/MySQL (`mysql://`) for tests, StarRocks
+(`starrocks://`) in production.
+
+- Connections and error kinds: store.mysql.pool. Reads and INSERT batches: store.mysql.text.
+  No `ON DUPLICATE KEY UPDATE`/`REPLACE INTO`: StarRocks accepts neither.
+- replace = `DELETE ... WHERE client_id = %s` + the INSERT batches.
+  * mysql:// (MariaDB/MySQL, InnoDB): one transaction; readers see the old rows or the new ones.
+  * starrocks:// : StarRocks runs each DELETE and INSERT statement as its own load transaction and
+    has no multi-statement transaction covering a DELETE, so the replace is NOT atomic there: a
+    reader racing it may see the client's rows missing or partly written. It is still idempotent
+    and convergent: a retry deletes and writes everything again, and an INSERT into a PRIMARY KEY
+    table upserts, so a redelivered event leaves exactly the frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+
+import polars as pl
+from pymysql.constants import SERVER_STATUS
+
+from core import logs
+from store import dialect
+from store.base import BaseStore, Write
+from store.dsn import StoreDSN
+from store.mysql.pool import RACE_ERRNOS, Connection, Pool, errno
+from store.mysql.text import insert_statements, read_text
+from store.schema import TableSpec
+
+__all__ = ["MySQLStore"]
+
+log = logs.get("store")
+_RACE_ATTEMPTS = 4
+
+
+class MySQLStore(BaseStore):
+    """`Store` over pymysql: `mysql://` (MariaDB/MySQL DDL) or `starrocks://` (StarRocks DDL)."""
+
+    def __init__(self, dsn: StoreDSN) -> None:
+        if dsn.scheme not in ("mysql", "starrocks"):
+            raise ValueError(f"MySQLStore cannot open a {dsn.scheme}:// DSN")
+        self.name = dsn.scheme
+        self._dsn = dsn
+        self._starrocks = dsn.scheme == "starrocks"
+        self._pool = Pool(dsn, starrocks=self._starrocks)
+        self.batch_rows = int(dsn.option("batch_rows", 5000))
+        self.batch_bytes = int(dsn.option("batch_bytes", 4 * 1024 * 1024))
+
+    def __repr__(self) -> str:
+        return f"<MySQLStore {self.name} {self._dsn.user}@{self._dsn.where}/{self._dsn.database}>"
+
+    async def create_tables(self) -> None:
+        statements = dialect.statements("starrocks" if self._starrocks else "mysql")
+
+        def op(conn: Connection) -> None:
+            with conn.cursor() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+
+        await self._pool.run("create_tables", op)
+
+    async def ping(self) -> None:
+        def op(conn: Connection) -> None:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+
+        await self._pool.run("ping", op)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _read(self, spec: TableSpec, client_id: str) -> pl.DataFrame:
+        # client_id is not fetched (it is the argument): a column less for pymysql to parse.
+        cols = ", ".join(f"`{c}`" for c in spec.columns if c != "client_id")
+        sql = f"SELECT {cols} FROM `{spec.name}` WHERE `client_id` = %s"
+        return await self._pool.run(f"read {spec.name}", read_text, spec, sql, client_id)
+
+    async def _replace(self, write: Write) -> None:
+        await self._pool.run(write.what, self._replace_on, write)
+
+    def _replace_on(self, conn: Connection, write: Write) -> None:
+        status: int = conn.server_status  # type: ignore[attr-defined]  # set by every OK packet
+        backslash = not (status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+        stamp = write.stamp.replace(tzinfo=None)
+        statements = list(insert_statements(
+            write.spec, write.rows, stamp, backslash, self.batch_rows, self.batch_bytes))
+        transactional = not self._starrocks  # see the module doc
+        for attempt in range(1, _RACE_ATTEMPTS + 1):
+            try:
+                with conn.cursor() as cur:
+                    if transactional:
+                        conn.begin()
+                    cur.execute(f"DELETE FROM `{write.spec.name}` WHERE `client_id` = %s",
+                                (write.client_id,))
+                    for sql in statements:
+                        cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
+                    if transactional:
+                        conn.commit()
+                return
+            except Exception as exc:
+                if transactional:
+                    with contextlib.suppress(Exception):  # a broken connection is dropped anyway
+                        conn.rollback()
+                if errno(exc) not in RACE_ERRNOS or attempt == _RACE_ATTEMPTS:
+                    raise
+                log.info("%s store: %s lost a race (%s); again", self.name, write.what, exc)
+                time.sleep(0.02 * attempt * (1 + random.random()))
