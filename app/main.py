@@ -3,6 +3,7 @@
     create_app(routes, settings, live)   a worker for any routing table (the handlers', a test's)
     app                                  the worker for handlers.routes, from the environment and
                                          configs/config.dev.yaml
+    app.schema                           its AsyncAPI document (app.asyncapi): `faststream docs`
 
 Building does no I/O beyond reading the environment and the YAML file; a bad value in either is
 reported when the app starts (one line, exit code 2), so importing `app` never fails.
@@ -16,6 +17,7 @@ from faststream import FastStream
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 
 import handlers
+from app.asyncapi import Documentation
 from app.broker import Broker
 from app.connection import worker_broker
 from app.observability.metrics import REGISTRY
@@ -39,7 +41,8 @@ def create_app(routes: Routes, settings: Settings, live: LiveConfig) -> FastStre
         log_level=logging.DEBUG,  # FastStream's per-message access log: debug only (costs ~1/3)
     )
     broker.include_router(routes)
-    app = FastStream(broker, logger=logging.getLogger("secretmagic"))
+    app = FastStream(broker, logger=logging.getLogger("secretmagic"),
+                     specification=Documentation(routes, settings.messenger, live))
     runtime = Runtime(settings, live, broker, routes, stop=app.exit)
     app.on_startup(runtime.start_services)
     app.after_startup(runtime.start_consuming)
@@ -60,7 +63,8 @@ def build(routes: Routes) -> FastStream:
         return create_app(routes, *load())
     except (SettingsError, ConfigError) as exc:
         message = str(exc)
-        failing = FastStream(Broker(), logger=logging.getLogger("secretmagic"))
+        failing = FastStream(Broker(), logger=logging.getLogger("secretmagic"),
+                             specification=Documentation(routes, None))
 
         @failing.on_startup
         async def report() -> None:
