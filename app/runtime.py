@@ -14,12 +14,14 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from redis import exceptions as rx
 
+from app import permissions
 from app.broker import WorkerBroker
 from app.connection import sync_client
 from app.delivery.consumer import StreamConsumer
@@ -113,6 +115,9 @@ class Runtime:
                                  f"(MESSENGER_PASSWORD): {exc}")
             raise
         except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            if _tls_refused(exc):  # a wrong CA or host name: no retry brings it back
+                await self._fail(f"Redis at {self.label} failed the TLS check "
+                                 f"(MESSENGER_TLS_*): {exc}")
             log.error("Redis at %s is unreachable (%s); starting anyway, connecting when it "
                       "comes", self.label, exc)
 
@@ -131,6 +136,7 @@ class Runtime:
             self.drainer = OutboxDrainer(box)
             self.drainer.start(client)
             self._report_outputs()
+            await self._check_permissions()
             self.consumer = StreamConsumer(
                 client, self.live, settings.secretmagic_consumer, self.routes,
                 redis_label=self.label, on_fatal=lambda _: self.stop())
@@ -144,6 +150,22 @@ class Runtime:
         self.health.started = True
         if self.settings.metrics_port:
             self.http = health_mod.serve(self.settings.metrics_port, self.health, collector)
+
+    async def _check_permissions(self) -> None:
+        """Fail at start, naming it, when the Redis user lacks a permission the worker needs."""
+        sub = self.live.current.messenger.subscriber
+        streams = sub.streams if sub.streams is not None else self.routes.streams()
+        overrides = self.live.current.messenger.publisher.streams
+        outputs = [overrides.get(t, s) for t, ss in self.routes.outputs().items() for s in ss]
+        try:
+            await permissions.check(self.broker.client, sub.consumer_group,
+                                    self.settings.secretmagic_consumer, sub.group_start_id,
+                                    streams, outputs)
+        except permissions.MissingPermission as exc:
+            await self._fail(str(exc))
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            log.warning("could not check the Redis user's permissions now (%s); a missing one "
+                        "will stop the worker when it is first needed", exc)
 
     def _report_outputs(self) -> None:
         """One line per output: where its events go (the YAML may reroute them)."""
@@ -185,6 +207,17 @@ class Runtime:
         log.info("stopped")
         if self.sink:
             await self.sink.stop(5.0)
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Did the TLS handshake fail verification (as opposed to the server being down)?"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "certificate verify failed" in str(exc).lower() or "wrong version number" in \
+        str(exc).lower()
 
 
 def _exit_now(sig: int) -> None:

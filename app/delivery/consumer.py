@@ -423,6 +423,9 @@ class StreamConsumer:
             result = await call()
         except rx.AuthenticationError as exc:
             self._fatal(f"Redis at {self.redis_label} refused the password: {exc}")
+        except rx.NoPermissionError as exc:  # before ResponseError: a subclass of it
+            self._fatal(f"Redis at {self.redis_label}: the user lacks a permission the worker "
+                        f"needs (docs/redis-acl.md): {exc}")
         except rx.ResponseError as exc:
             message = str(exc)
             if "NOGROUP" in message or "UNBLOCKED" in message:
