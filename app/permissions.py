@@ -20,8 +20,9 @@ from redis import exceptions as rx
 from core import keys
 
 # Every command the worker sends, by what it is for (`a|b` is subcommand b of a).
+# redis-py also sends client|setinfo (Redis 7.2+) and carries on when it is refused.
 WORKER_COMMANDS: dict[str, tuple[str, ...]] = {
-    "connect": ("hello", "auth", "client|setname", "ping"),  # redis-py ignores a refused client|setinfo (7.2+)
+    "connect": ("hello", "auth", "client|setname", "ping"),
     "read and claim": ("xreadgroup", "xclaim", "xpending", "xgroup|create", "xinfo|consumers",
                        "xgroup|delconsumer"),
     "settle": ("xack", "hmget", "hset", "hdel", "hincrby", "evalsha", "script|load",

@@ -145,7 +145,8 @@ def test_the_seed_flow_runs_under_the_documented_acl_user(
     env = {"MESSENGER_HOST": HOST, "MESSENGER_PORT": str(acl_redis.port),
            "MESSENGER_USERNAME": "secretmagic", "MESSENGER_PASSWORD": PASSWORD,
            "STORE_DSN": mysql_database}
-    r = redis.Redis(host=HOST, port=acl_redis.port, username="secretmagic", password=PASSWORD)
+    r: Any = redis.Redis(host=HOST, port=acl_redis.port, username="secretmagic",
+                         password=PASSWORD)
     r.xadd("sales-updates", job(client, event_type="sales_updated", table_name="sales"))
     r.xadd("bom-updates", {"event_type": "bom_updated"})  # malformed: to the DLQ
     with app_processes(AppProcess("app:app", env, tmp_path, "acl-1")) as (app,):
