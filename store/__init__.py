@@ -10,11 +10,29 @@
 
     await store.create_tables()
     await store.replace("features", "client-1", frame)   # the client's rows become exactly `frame`
+    await store.replace("features", "client-1", frame, version=wire.position(entry_id))
     frame = await store.read("features", "client-1")
 
 `open_store` does no I/O: it validates the DSN (ValueError naming the problem, with the password
 masked as ***) and the backend connects on first use. Every method is a coroutine; blocking I/O
 runs off the event loop (chDB on one dedicated thread per process, pymysql/HTTP on worker threads).
+
+Versions (the fence of issue 13): every write carries `version` (core.wire.position of the
+newest event its run serves; core.wire.position_now() when it is not given, i.e. when no event
+asked). The store keeps per (client_id, table) the version last applied (table store_versions,
+and in every row the `_version` of the write that put it there). A write with a LOWER version
+changes nothing and raises core.errors.Superseded; an equal one is the same event again and is
+applied (idempotent). What each backend guarantees:
+
+    mysql://      exact: one transaction locks the fence row (SELECT ... FOR UPDATE), compares,
+                  writes, moves the fence; replaces of one client's table are serialised.
+    chdb://       exact within the process (chDB data belongs to one process): check and insert
+                  run in one call on the engine's only thread.
+    clickhouse:// the check is a read before the insert. Racing writers both pass it; then per
+                  key the higher version wins (ReplacingMergeTree's version column is the write's
+                  version), but keys only the older write had may survive until the next write.
+    starrocks://  the check is a read before the writes, which are not one transaction (see
+                  store.mysql): two writers racing past it may interleave.
 
 Errors: a store that is down, unreachable or timing out raises `core.errors.Unavailable` (a
 RetryableError the delivery policy waits out) naming the backend and host; other transient
@@ -73,14 +91,19 @@ class Store(Protocol):
     name: str  # "chdb" / "clickhouse" / "mysql" / "starrocks", for logs
 
     async def create_tables(self) -> None:
-        """Create the seven tables if missing (idempotent)."""
+        """Create the tables if missing and add the columns an older version's tables lack
+        (idempotent)."""
 
     async def read(self, table: str, client_id: str) -> pl.DataFrame:
         """All of a client's rows of `table` (exact columns and dtypes, also when empty)."""
         ...
 
-    async def replace(self, table: str, client_id: str, frame: pl.DataFrame) -> int:
-        """Make the client's rows of `table` exactly `frame` (idempotent); return rows written."""
+    async def replace(
+        self, table: str, client_id: str, frame: pl.DataFrame, *, version: int | None = None
+    ) -> int:
+        """Make the client's rows of `table` exactly `frame` (idempotent); return rows written.
+        Refused with Superseded, changing nothing, if the store already holds a write of this
+        client's `table` at a higher `version` (None: core.wire.position_now())."""
         ...
 
     async def ping(self) -> None:

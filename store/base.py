@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from store.frames import check_client_id, conform
+from core import wire
+from core.errors import Superseded
+from store.frames import check_client_id, check_version, conform
 from store.schema import TableSpec, table_spec
 
 
@@ -21,10 +23,19 @@ class Write:
     client_id: str
     rows: pl.DataFrame
     stamp: dt.datetime  # UTC, for the spec's stamp column
+    version: int  # core.wire.position of the newest event the write serves
 
     @property
     def what(self) -> str:
         return f"replace {self.spec.name}"
+
+    def admit(self, applied: int | None) -> None:
+        """The version fence: raise Superseded if a newer write (`applied`) is already there. An
+        equal version is the same event again: applied (idempotently)."""
+        if applied is not None and applied > self.version:
+            raise Superseded(
+                f"{self.spec.name} of client {self.client_id!r}: version {self.version} is older "
+                f"than version {applied} already written; nothing changed")
 
 
 class BaseStore(ABC):
@@ -37,11 +48,14 @@ class BaseStore(ABC):
         check_client_id(client_id)
         return await self._read(spec, client_id)
 
-    async def replace(self, table: str, client_id: str, frame: pl.DataFrame) -> int:
+    async def replace(
+        self, table: str, client_id: str, frame: pl.DataFrame, *, version: int | None = None
+    ) -> int:
         spec = table_spec(table)
         check_client_id(client_id)
+        version = wire.position_now() if version is None else check_version(version)
         rows = conform(spec, client_id, frame)
-        await self._replace(Write(spec, client_id, rows, dt.datetime.now(dt.UTC)))
+        await self._replace(Write(spec, client_id, rows, dt.datetime.now(dt.UTC), version))
         return rows.height
 
     @abstractmethod
@@ -50,4 +64,4 @@ class BaseStore(ABC):
 
     @abstractmethod
     async def _replace(self, write: Write) -> None:
-        """Make the client's rows exactly `write.rows`."""
+        """Make the client's rows exactly `write.rows`, unless `write.admit` refuses."""

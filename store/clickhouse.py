@@ -11,16 +11,22 @@ HTTP(S) (`clickhouse://`, `clickhouses://`).
 - Bulk I/O only: `insert_arrow` of the whole frame (polars → Arrow) and `query_arrow` (Arrow →
   polars), no per-row work in Python.
 - Tables are `ReplacingMergeTree(_version, _deleted) ORDER BY <key>` (store/dialect.py)
-  and reads use FINAL. replace = ONE insert at a new, larger `_version` (a nanosecond timestamp):
-  the frame's rows plus a tombstone (`_deleted = 1`) for every key the client has now and the frame
-  has not (found with a read of the client's keys). Right after it a read returns exactly the frame;
-  a racing reader sees the old rows or the new ones (one insert of up to ~1M rows forms one part,
-  written atomically), never an empty client. No mutation is used: a lightweight DELETE waits for
-  the background merge executor (0.2-1 s per call on chDB 26.9) and never finishes while merges are
-  stopped. Concurrent replaces of one client: per key the newest `_version` wins; keys only the
-  older one wrote may survive until the client's next replace. A writer that inserts on its own
-  (an integrator) may omit `_version`: it defaults to the insert time, so a plain INSERT upserts by
-  key, and a row with `_deleted = 1` deletes its key.
+  and reads use FINAL. replace = the version fence, then ONE insert at `_version` = the write's
+  version: the frame's rows plus a tombstone (`_deleted = 1`) for every key the client has now and
+  the frame has not (found with a read of the client's keys), then the fence row. Right after it a
+  read returns exactly the frame; a racing reader sees the old rows or the new ones (one insert of
+  up to ~1M rows forms one part, written atomically), never an empty client. No mutation is used:
+  a lightweight DELETE waits for the background merge executor (0.2-1 s per call on chDB 26.9).
+- The version fence (store_versions, ReplacingMergeTree too: per (client, table) the highest
+  version wins, whatever the order of inserts): a write older than the fence raises Superseded and
+  changes nothing. chDB: check and insert run in one call on the engine's only thread, so within
+  the process (the only one that may open the data) the fence is exact. ClickHouse server: the
+  check is a read before the insert; two writers racing past it both insert, and then per key the
+  higher version wins (the engine's own rule, always), but keys only the older write had may
+  survive until the client's next replace, and its tombstones lose to the newer rows.
+- A writer that inserts on its own (an integrator) may omit `_version`: it defaults to the insert
+  time on the version scale (ms << 20), so a plain INSERT upserts by key, and a row with
+  `_deleted = 1` deletes its key.
 """
 
 from __future__ import annotations
@@ -28,20 +34,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import polars as pl
 
-from core.errors import FatalError, RetryableError, Unavailable
+from core.errors import FatalError, RetryableError, Superseded, Unavailable
 from core.redact import scrub
 from store import dialect
 from store.base import BaseStore, Write
 from store.dsn import StoreDSN
 from store.frames import cast_read
-from store.schema import STAMP_DTYPE, TABLES, TableSpec
+from store.schema import ALL_TABLES, FENCE, STAMP_DTYPE, VERSION, TableSpec
 
 T = TypeVar("T")
 
@@ -56,18 +61,6 @@ FATAL_CODES = frozenset(
     }
 )
 
-_version_lock = threading.Lock()
-_last_version = 0
-
-
-def next_version() -> int:
-    """A nanosecond timestamp, strictly increasing within the process."""
-    global _last_version
-    with _version_lock:
-        _last_version = max(time.time_ns(), _last_version + 1)
-        return _last_version
-
-
 class ClickHouseStore(BaseStore):
     """`Store` on ClickHouse: embedded chDB or a server over HTTP(S)."""
 
@@ -81,6 +74,7 @@ class ClickHouseStore(BaseStore):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closed = False
+        self._where = f"{self.name} store at {dsn.where}/{dsn.database}"
 
     def __repr__(self) -> str:
         return f"<ClickHouseStore {self.name} {self._dsn.where}/{self._dsn.database}>"
@@ -132,7 +126,7 @@ class ClickHouseStore(BaseStore):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._with_client, fn, *args)
-        except (FatalError, RetryableError):
+        except (FatalError, RetryableError, Superseded):
             raise
         except RuntimeError as exc:
             if "store is closed" in str(exc):
@@ -149,7 +143,7 @@ class ClickHouseStore(BaseStore):
         detail = scrub(f"{type(exc).__name__}: {exc}", d.password)
         if len(detail) > 2000:
             detail = detail[:2000] + " ..."
-        where = f"{self.name} store at {d.where}/{d.database}"
+        where = self._where
         if isinstance(exc, ch.OperationalError | OSError | socket.timeout | ConnectionError):
             return Unavailable(f"{where} unavailable during {what}: {detail}")
         if self._chdb and isinstance(exc, ch.ProgrammingError) and "chdb engine" in str(exc):
@@ -170,31 +164,44 @@ class ClickHouseStore(BaseStore):
     # --- Store ---------------------------------------------------------------------------------
 
     async def create_tables(self) -> None:
-        statements = dialect.statements("clickhouse")
+        await self._run("create_tables", self._create_tables)
 
-        def op(client: Any) -> None:
-            for sql in statements:
-                client.command(sql)
-            # CREATE TABLE IF NOT EXISTS keeps a table made by an older DDL (e.g. in a persistent
-            # chDB directory): refuse one whose engine lacks the tombstone column replace relies on.
-            engines = client.query_arrow(
-                "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()",
-                use_strings=True,
-            ).to_pylist()
-            stale = sorted(
-                row["name"] for row in engines
-                if row["name"] in TABLES
-                and not row["engine_full"].startswith("ReplacingMergeTree(_version, _deleted)")
+    def _create_tables(self, client: Any) -> None:
+        for sql in dialect.statements("clickhouse"):
+            client.command(sql)
+        # CREATE TABLE IF NOT EXISTS keeps a table made by an older DDL (e.g. in a persistent
+        # chDB directory): refuse one whose engine lacks the tombstone column replace relies on,
+        # add the columns an older version lacked.
+        ours = {spec.name: spec for spec in ALL_TABLES}
+        engines = client.query_arrow(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()",
+            use_strings=True,
+        ).to_pylist()
+        stale = sorted(
+            row["name"] for row in engines
+            if row["name"] in ours
+            and not row["engine_full"].startswith("ReplacingMergeTree(_version, _deleted)")
+        )
+        if stale:
+            raise FatalError(
+                f"{self._where}: table(s) {stale} predate store/dialect.py (engine must be "
+                "ReplacingMergeTree(_version, _deleted)); drop them (or the chDB directory) "
+                "and run create_tables again"
             )
-            if stale:
-                where = f"{self.name} store at {self._dsn.where}/{self._dsn.database}"
-                raise FatalError(
-                    f"{where}: table(s) {stale} predate store/dialect.py (engine must be "
-                    "ReplacingMergeTree(_version, _deleted)); drop them (or the chDB directory) "
-                    "and run create_tables again"
-                )
-
-        await self._run("create_tables", op)
+        columns = pl.from_arrow(client.query_arrow(
+            "SELECT table, name, default_expression FROM system.columns "
+            "WHERE database = currentDatabase()", use_strings=True))
+        assert isinstance(columns, pl.DataFrame)
+        for spec in ours.values():
+            mine = columns.filter(pl.col("table") == spec.name)
+            for sql in dialect.upgrade("clickhouse", spec, set(mine.get_column("name"))):
+                client.command(sql)
+            # Before versions were event positions, _version defaulted to nanoseconds: a plain
+            # INSERT by an integrator would then lose to the store's rows.
+            if mine.filter((pl.col("name") == VERSION)
+                           & pl.col("default_expression").str.contains("Nano")).height:
+                client.command(f"ALTER TABLE `{spec.name}` MODIFY COLUMN `{VERSION}` UInt64 "
+                               f"DEFAULT {dialect.CLICKHOUSE_VERSION_DEFAULT}")
 
     async def ping(self) -> None:
         await self._run("ping", lambda client: client.command("SELECT 1"))
@@ -231,8 +238,15 @@ def _read(client: Any, spec: TableSpec, sql: str, client_id: str) -> pl.DataFram
 
 
 def _replace(client: Any, write: Write) -> None:
+    """The fence check, then ONE insert of the rows and tombstones, then the fence row (on chDB
+    all in this one call on the engine's only thread: atomic for the process)."""
     spec, client_id, rows = write.spec, write.client_id, write.rows
-    version = next_version()
+    fence = client.query_arrow(
+        f"SELECT `{VERSION}` FROM `{FENCE.name}` FINAL "
+        "WHERE `client_id` = {client:String} AND `table_name` = {table:String}",
+        parameters={"client": client_id, "table": spec.name},
+    )
+    write.admit(int(fence.column(0)[0].as_py()) if fence.num_rows else None)
     key = list(spec.key)
     cols = ", ".join(f"`{c}`" for c in key)
     current = client.query_arrow(
@@ -248,10 +262,15 @@ def _replace(client: Any, write: Write) -> None:
         gone = existing.join(rows.select(key), on=key, how="anti", nulls_equal=True)
     live = rows.with_columns(_deleted=pl.lit(0, pl.UInt8))
     tombstones = gone.with_columns(_deleted=pl.lit(1, pl.UInt8))
-    batch = pl.concat([live, tombstones], how="diagonal")
+    _insert(client, write, spec, pl.concat([live, tombstones], how="diagonal"))
+    _insert(client, write, FENCE, pl.DataFrame(
+        {"client_id": [client_id], "table_name": [spec.name]}, schema=FENCE.schema))
+
+
+def _insert(client: Any, write: Write, spec: TableSpec, batch: pl.DataFrame) -> None:
     if batch.height == 0:
         return
-    extra = [pl.lit(version, dtype=pl.UInt64).alias("_version")]
+    extra = [pl.lit(write.version, dtype=pl.UInt64).alias(VERSION)]
     if spec.stamp:
         extra.append(pl.lit(write.stamp, dtype=STAMP_DTYPE).alias(spec.stamp))
     client.insert_arrow(spec.name, batch.with_columns(extra).rechunk().to_arrow())

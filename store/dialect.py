@@ -19,9 +19,12 @@ from typing import Final
 
 import polars as pl
 
-from store.schema import TABLES, TableSpec
+from store.schema import ALL_TABLES, VERSION, TableSpec
 
-__all__ = ["DIALECTS", "column_type", "create_table", "reference", "statements"]
+__all__ = [
+    "DIALECTS", "add_column", "column_type", "create_table", "reference", "statements",
+    "system_columns", "upgrade",
+]
 
 DIALECTS: Final = ("clickhouse", "mysql", "starrocks")
 REFERENCE_DIR: Final = Path(__file__).resolve().parent / "ddl"
@@ -41,10 +44,16 @@ _STRINGS: Final = {"clickhouse": ("String", "String"), "mysql": ("VARCHAR(191)",
                    "starrocks": ("VARCHAR(255)", "VARCHAR(1024)")}
 _STAMPS: Final = {"clickhouse": "DateTime64(6, 'UTC') DEFAULT now64(6)",
                   "mysql": "DATETIME(6) NOT NULL", "starrocks": "DATETIME NOT NULL"}
-_CLICKHOUSE_SYSTEM: Final = (
-    ("_version", "UInt64 DEFAULT toUnixTimestamp64Nano(now64(9))"),
-    ("_deleted", "UInt8 DEFAULT 0"),
-)
+# The columns the store keeps besides the spec's: the write's version everywhere (a row inserted
+# without one gets the insert time on the same scale as core.wire.position: ms << 20), and on
+# ClickHouse the tombstone flag of ReplacingMergeTree.
+CLICKHOUSE_VERSION_DEFAULT: Final = "bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20)"
+_SYSTEM: Final = {
+    "clickhouse": ((VERSION, f"UInt64 DEFAULT {CLICKHOUSE_VERSION_DEFAULT}"),
+                   ("_deleted", "UInt8 DEFAULT 0")),
+    "mysql": ((VERSION, "BIGINT NOT NULL DEFAULT 0"),),
+    "starrocks": ((VERSION, 'BIGINT NOT NULL DEFAULT "0"'),),
+}
 
 
 def _check(dialect: str) -> None:
@@ -65,15 +74,35 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
+def system_columns(dialect: str, spec: TableSpec) -> list[tuple[str, str]]:
+    """(name, SQL type) of the columns a table has besides its spec's: stamp, version, ..."""
+    _check(dialect)
+    stamp = [(spec.stamp, _STAMPS[dialect])] if spec.stamp else []
+    return [*stamp, *_SYSTEM[dialect]]
+
+
+def add_column(dialect: str, table: str, column: str, sql_type: str) -> str:
+    """The statement adding a column to an existing table (create_tables brings old tables up to
+    date with it; ClickHouse's IF NOT EXISTS makes racing instances harmless)."""
+    _check(dialect)
+    guard = "IF NOT EXISTS " if dialect == "clickhouse" else ""
+    return f"ALTER TABLE {_q(table)} ADD COLUMN {guard}{_q(column)} {sql_type}"
+
+
+def upgrade(dialect: str, spec: TableSpec, existing: set[str]) -> list[str]:
+    """ADD COLUMN statements for what an existing table (with columns `existing`) lacks: how
+    create_tables brings a table made by an older version of the store up to date."""
+    wanted = [(c, column_type(dialect, spec.schema[c], c in spec.key)) for c in spec.values]
+    wanted += system_columns(dialect, spec)
+    return [add_column(dialect, spec.name, c, t) for c, t in wanted if c not in existing]
+
+
 def create_table(dialect: str, spec: TableSpec) -> str:
     """The CREATE TABLE IF NOT EXISTS statement of one table (key columns first, in key order)."""
     _check(dialect)
     columns = [*spec.key, *spec.values]
     defs = [(c, column_type(dialect, spec.schema[c], c in spec.key)) for c in columns]
-    if spec.stamp:
-        defs.append((spec.stamp, _STAMPS[dialect]))
-    if dialect == "clickhouse":
-        defs.extend(_CLICKHOUSE_SYSTEM)
+    defs.extend(system_columns(dialect, spec))
     width = max(len(c) for c, _ in defs) + 3
     body = ",\n".join(f"    {_q(c):<{width}}{t}" for c, t in defs)
     key = ", ".join(_q(c) for c in spec.key)
@@ -88,8 +117,8 @@ def create_table(dialect: str, spec: TableSpec) -> str:
 
 
 def statements(dialect: str) -> list[str]:
-    """What create_tables runs: every table, inputs first."""
-    return [create_table(dialect, spec) for spec in TABLES.values()]
+    """What create_tables runs: every table, inputs first, the version fence last."""
+    return [create_table(dialect, spec) for spec in ALL_TABLES]
 
 
 _NOTES: Final = {
@@ -102,8 +131,10 @@ FINAL, which keeps the row with the highest _version per key and hides keys whos
 _deleted = 1. The store replaces a client's rows with ONE insert: the new rows plus a tombstone
 (_deleted = 1) for each of the client's keys the new frame no longer has. No mutation
 (ALTER/lightweight DELETE) is involved: those wait for the background merge executor (0.2-1 s
-each, measured on chDB 26.9). _version defaults to the insert time, so a plain INSERT by another
-writer (an integrator) is an upsert by key; inserting a row with _deleted = 1 deletes its key.
+each, measured on chDB 26.9). _version is the version of the write (core.wire.position of the
+event it serves); it defaults to the insert time on the same scale (ms << 20), so a plain INSERT by
+another writer (an integrator) is an upsert by key; inserting a row with _deleted = 1 deletes its
+key. store_versions is the version fence: per (client_id, table_name) the highest version written.
 Dates are Date32 (1900..2299: no silent clamping of pre-1970 dates as Date would do); non-key
 columns are Nullable (NaN is written as NULL).""",
     "mysql": """\
@@ -111,7 +142,9 @@ MySQL protocol, MariaDB/MySQL (verified on MariaDB 10.11): mysql:// DSNs (the te
 The database itself is not created here. Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a',
 'x' <> 'x '); on MySQL 8 use utf8mb4_0900_bin instead. VARCHAR(191) keeps the widest key
 (4 x 191 x 4 bytes) under InnoDB's 3072-byte index limit. Timestamps are UTC. Non-key columns are
-nullable (NaN is written as NULL).""",
+nullable (NaN is written as NULL). _version records the version (core.wire.position of the event)
+of the write that put the row there; store_versions is the version fence: per (client_id,
+table_name) the version of the last write applied, read FOR UPDATE in each replace transaction.""",
     "starrocks": """\
 StarRocks, the production target (over the MySQL protocol): starrocks:// DSNs; create the
 database first. NOT VERIFIED HERE: no StarRocks server is available on the development machine;
@@ -124,7 +157,9 @@ HASH(client_id) keeps a client's rows in one bucket set, which makes the per-cli
 cheap (a very large client skews its buckets; hash by (client_id, product_id) instead if that
 matters). VARCHAR lengths are in bytes, and the encoded primary key is limited to 128 bytes by
 default (BE config primary_key_limit_size): keep ids short. replication_num defaults to 3; a
-single-BE dev cluster needs PROPERTIES ("replication_num" = "1").""",
+single-BE dev cluster needs PROPERTIES ("replication_num" = "1"). _version is the version of the
+write (core.wire.position of the event): loads use it as their merge_condition, so an older row
+never overwrites a newer one; store_versions is the version fence per (client_id, table_name).""",
 }
 
 
@@ -136,7 +171,7 @@ def reference(dialect: str) -> str:
              "-- (tests/test_store.py fails while this file and the specs disagree).", "--"]
     lines += [f"-- {line}".rstrip() for line in _NOTES[dialect].splitlines()]
     owner = None
-    for spec in TABLES.values():
+    for spec in ALL_TABLES:
         if spec.owner != owner:
             owner = spec.owner
             lines += ["", f"-- written by {owner}"]

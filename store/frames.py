@@ -8,13 +8,20 @@ import polars as pl
 from core.errors import FatalError
 from store.schema import TableSpec
 
-__all__ = ["cast_read", "check_client_id", "conform", "empty_frame"]
+__all__ = ["cast_read", "check_client_id", "check_version", "conform", "empty_frame"]
 
 
 def check_client_id(client_id: str) -> str:
     if not isinstance(client_id, str) or not client_id:
         raise ValueError(f"client_id must be a non-empty string, got {client_id!r}")
     return client_id
+
+
+def check_version(version: int) -> int:
+    """A write's version: an int in BIGINT range (core.wire.position values are ~2^61)."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 1 << 63:
+        raise ValueError(f"version must be an int in [0, 2**63), got {version!r}")
+    return version
 
 
 def empty_frame(spec: TableSpec) -> pl.DataFrame:

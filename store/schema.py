@@ -1,5 +1,5 @@
-"""The store's tables, defined once: every backend's DDL (store.dialect), its reads and its write checks
-(store.frames) come from these specs.
+"""The store's tables, defined once: each backend's DDL (store.dialect), its reads and its write
+checks (store.frames) come from these specs.
 
 The tables and the contract of their columns are listed in store/__init__.py.
 """
@@ -13,7 +13,7 @@ from typing import Final
 
 import polars as pl
 
-__all__ = ["STAMP_DTYPE", "TABLES", "TableSpec", "table_spec"]
+__all__ = ["ALL_TABLES", "FENCE", "STAMP_DTYPE", "TABLES", "VERSION", "TableSpec", "table_spec"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class TableSpec:
 
 
 STAMP_DTYPE: Final = pl.Datetime("us", "UTC")
+# Every table of every backend has this column: the version (core.wire.position of an event) of
+# the write that put the row there. Not read back.
+VERSION: Final = "_version"
 
 _S, _D, _F = pl.String(), pl.Date(), pl.Float64()
 
@@ -73,6 +76,14 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
         )
     }
 )
+
+
+# The version fence: per (client_id, table_name) the version of the last write applied, in the row's
+# _version. Internal: not readable through the Store interface.
+FENCE: Final = _spec("store_versions", ("client_id", "table_name"), "applied_at",
+                     client_id=_S, table_name=_S)
+
+ALL_TABLES: Final[tuple[TableSpec, ...]] = (*TABLES.values(), FENCE)
 
 
 def table_spec(table: str) -> TableSpec:

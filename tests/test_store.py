@@ -21,17 +21,24 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pymysql
 import pytest
-from polars.testing import assert_frame_equal
 
 from core.errors import FatalError, Unavailable
 from store import TABLES, Store, conform, dialect, mask_dsn, open_store, parse_dsn, table_spec
 from store.mysql.text import insert_statements
+from store.schema import ALL_TABLES
 from tests.services import free_port
+from tests.storekit import (
+    admin_connection,
+    assert_same_rows,
+    features_frame,
+    new_client,
+    private_database,
+    sample,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-Pw"  # must never show up in an error
@@ -39,31 +46,11 @@ SECRET = "s3cr3t-Pw"  # must never show up in an error
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-def _admin_connection(dsn: str) -> pymysql.connections.Connection:
-    d = parse_dsn(dsn)
-    return pymysql.connect(
-        host=d.host, port=d.port, user=d.user or None, password=d.password, autocommit=True
-    )
-
-
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 @pytest.fixture(scope="session")
 def store_mysql_dsn(mysql_dsn: str) -> Iterator[str]:
     """A database of this module's own on the session's MySQL-protocol server."""
-    database = f"sm_store_{uuid.uuid4().hex[:10]}"
-    conn = _admin_connection(mysql_dsn)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{database}`")
-    try:
-        yield _with_database(mysql_dsn, database)
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        conn.close()
+    with private_database(mysql_dsn, "sm_store") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session", params=["chdb", "mysql"])
@@ -78,86 +65,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 @pytest.fixture
 def client_id() -> str:
     # unicode on purpose; unique per test so tests share tables safely
-    return f"клиент-{uuid.uuid4().hex[:10]}"
-
-
-# --- sample data -------------------------------------------------------------------------------
-
-DATES = [
-    dt.date(1900, 1, 1),
-    dt.date(1969, 12, 31),
-    dt.date(1970, 1, 1),
-    dt.date(2024, 2, 29),
-    dt.date(2299, 12, 31),
-]
-FLOATS = [
-    0.1,
-    1 / 3,
-    -2.5e-300,
-    1.7976931348623157e308,
-    123456789.123456789,
-    float(2**53 + 2),
-    -7.0,
-    None,
-]
-IDS = [
-    "p1",
-    "продукт-ё",
-    "商品😀",
-    "O'Reilly \"quoted\"",
-    "back\\slash\\",
-    "nul\x00byte ctrl\x1a\n\r\ttab",
-    "'); DROP TABLE features; --",
-    "100% %s %(x)s {client}",
-    " padded ",
-    "Case",
-    "case",
-]
-
-
-def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
-    """A frame for `table` with awkward but valid values, already in the table's dtypes."""
-    spec = table_spec(table)
-    cols: dict[str, list[object]] = {}
-    for i, (name, dtype) in enumerate(spec.schema.items()):
-        if name == "client_id":
-            cols[name] = [client_id] * n
-        elif dtype == pl.String:
-            # distinct per row for key columns; shifted per column so rows stay unique
-            cols[name] = [
-                IDS[(r + i) % len(IDS)] + ("" if r < len(IDS) else str(r)) for r in range(n)
-            ]
-        elif dtype == pl.Date:
-            cols[name] = [DATES[r % len(DATES)] for r in range(n)]
-        elif dtype == pl.Float64:
-            cols[name] = [FLOATS[(r + i) % len(FLOATS)] for r in range(n)]
-        elif dtype == pl.Boolean:
-            cols[name] = [(True, False, None)[r % 3] for r in range(n)]
-        elif dtype == pl.Int32:
-            cols[name] = [(1, 2, 2147483647, -2147483648, None)[r % 5] for r in range(n)]
-    frame = pl.DataFrame(cols, schema=spec.schema)
-    assert frame.select(spec.key).n_unique() == n, "sample keys must be unique"
-    return frame
-
-
-def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
-    """n feature rows: 997 products x n/997 days of one feature."""
-    idx = pl.int_range(n, eager=True)
-    return pl.DataFrame({"i": idx}).select(
-        pl.lit(client_id, pl.String).alias("client_id"),
-        (pl.col("i") % 997).cast(pl.String).str.pad_start(6, "0").alias("product_id"),
-        (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997))
-        .cast(pl.Date)
-        .alias("date"),
-        pl.lit("ema_7", pl.String).alias("feature"),
-        ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("value"),
-    )
-
-
-def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame, table: str) -> None:
-    spec = table_spec(table)
-    assert got.schema == spec.schema
-    assert_frame_equal(got.sort(spec.key), want.sort(spec.key), check_exact=True)
+    return new_client()
 
 
 # --- contract ----------------------------------------------------------------------------------
@@ -458,7 +366,7 @@ async def test_mysql_reconnects_when_pooled_connections_die(
     )
     idle = list(mysql_store._pool.idle)  # type: ignore[attr-defined]
     assert idle
-    admin = _admin_connection(store_mysql_dsn)
+    admin = admin_connection(store_mysql_dsn)
     with admin.cursor() as cur:
         for conn in idle:
             cur.execute(f"KILL {conn.thread_id()}")
@@ -479,7 +387,7 @@ async def test_mysql_no_backslash_escapes_mode(store_mysql_dsn: str, client_id: 
         cur.execute("SELECT @@SESSION.sql_mode")
         row = cur.fetchone()
         assert row and "NO_BACKSLASH_ESCAPES" in row[0]
-        for sql in insert_statements(table_spec("bom"), frame, None, backslash=False):
+        for sql in insert_statements(table_spec("bom"), frame, {}, backslash=False):
             cur.execute(sql)
     conn.close()
     assert_same_rows(await s.read("bom", client_id), frame, "bom")
@@ -510,15 +418,15 @@ async def test_starrocks_flavour_dml_runs_on_a_mysql_server(
 def test_insert_statements_batches_by_rows_and_bytes() -> None:
     spec = table_spec("features")
     rows = conform(spec, "c", features_frame("c", 100))
-    by_rows = list(insert_statements(spec, rows, None, batch_rows=7))
+    by_rows = list(insert_statements(spec, rows, {}, batch_rows=7))
     assert len(by_rows) == 15
     assert all(s.startswith("INSERT INTO `features` (") for s in by_rows)
     assert sum(s.count("),(") + 1 for s in by_rows) == 100
-    by_bytes = list(insert_statements(spec, rows, None, batch_rows=10_000, batch_bytes=1000))
+    by_bytes = list(insert_statements(spec, rows, {}, batch_rows=10_000, batch_bytes=1000))
     assert len(by_bytes) > 5
     assert all(len(s.encode()) <= 1000 for s in by_bytes)
     assert sum(s.count("),(") + 1 for s in by_bytes) == 100
-    assert list(insert_statements(spec, rows.head(0), None)) == []
+    assert list(insert_statements(spec, rows.head(0), {})) == []
 
 
 # --- failures: store down, bad DSNs ------------------------------------------------------------
@@ -621,13 +529,14 @@ def _key_of(statement: str, clause: str) -> tuple[str, ...]:
 )
 def test_generated_ddl_has_every_table_column_and_key(name: str, clause: str) -> None:
     statements = dialect.statements(name)
-    assert len(statements) == len(TABLES)
+    specs = {spec.name: spec for spec in ALL_TABLES}
+    assert len(statements) == len(specs) == len(TABLES) + 1  # + the version fence
     for statement in statements:
         table = re.search(r"CREATE TABLE IF NOT EXISTS `(\w+)`", statement)
         assert table, statement
-        spec = TABLES[table.group(1)]
+        spec = specs[table.group(1)]
         assert _key_of(statement, clause) == spec.key
-        for column in [*spec.columns, *([spec.stamp] if spec.stamp else [])]:
+        for column in [*spec.columns, *([spec.stamp] if spec.stamp else []), "_version"]:
             assert f"`{column}`" in statement, (name, spec.name, column)
         if name == "starrocks":
             assert "DISTRIBUTED BY HASH (`client_id`)" in statement

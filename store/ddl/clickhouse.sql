@@ -10,8 +10,10 @@
 -- _deleted = 1. The store replaces a client's rows with ONE insert: the new rows plus a tombstone
 -- (_deleted = 1) for each of the client's keys the new frame no longer has. No mutation
 -- (ALTER/lightweight DELETE) is involved: those wait for the background merge executor (0.2-1 s
--- each, measured on chDB 26.9). _version defaults to the insert time, so a plain INSERT by another
--- writer (an integrator) is an upsert by key; inserting a row with _deleted = 1 deletes its key.
+-- each, measured on chDB 26.9). _version is the version of the write (core.wire.position of the
+-- event it serves); it defaults to the insert time on the same scale (ms << 20), so a plain INSERT by
+-- another writer (an integrator) is an upsert by key; inserting a row with _deleted = 1 deletes its
+-- key. store_versions is the version fence: per (client_id, table_name) the highest version written.
 -- Dates are Date32 (1900..2299: no silent clamping of pre-1970 dates as Date would do); non-key
 -- columns are Nullable (NaN is written as NULL).
 
@@ -23,7 +25,7 @@ CREATE TABLE IF NOT EXISTS `sales` (
     `date`       Date32,
     `qty`        Nullable(Float64),
     `amount`     Nullable(Float64),
-    `_version`   UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`, `date`);
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS `stock` (
     `product_id` String,
     `date`       Date32,
     `on_hand`    Nullable(Float64),
-    `_version`   UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`, `date`);
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS `bom` (
     `parent_id` String,
     `child_id`  String,
     `qty_per`   Nullable(Float64),
-    `_version`  UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`  UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`  UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `parent_id`, `child_id`);
@@ -54,7 +56,7 @@ CREATE TABLE IF NOT EXISTS `products` (
     `name`       Nullable(String),
     `category`   Nullable(String),
     `active`     Nullable(Bool),
-    `_version`   UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`);
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS `features` (
     `feature`     String,
     `value`       Nullable(Float64),
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
-    `_version`    UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`    UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`, `date`, `feature`);
@@ -80,7 +82,7 @@ CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `quantity`     Nullable(Float64),
     `depth`        Nullable(Int32),
     `computed_at`  DateTime64(6, 'UTC') DEFAULT now64(6),
-    `_version`     UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`     UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`, `component_id`);
@@ -91,7 +93,16 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
     `category`     Nullable(String),
     `active`       Nullable(Bool),
     `refreshed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
-    `_version`     UInt64 DEFAULT toUnixTimestamp64Nano(now64(9)),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`     UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`);
+
+CREATE TABLE IF NOT EXISTS `store_versions` (
+    `client_id`  String,
+    `table_name` String,
+    `applied_at` DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`   UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `table_name`);

@@ -6,7 +6,9 @@
 -- The database itself is not created here. Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a',
 -- 'x' <> 'x '); on MySQL 8 use utf8mb4_0900_bin instead. VARCHAR(191) keeps the widest key
 -- (4 x 191 x 4 bytes) under InnoDB's 3072-byte index limit. Timestamps are UTC. Non-key columns are
--- nullable (NaN is written as NULL).
+-- nullable (NaN is written as NULL). _version records the version (core.wire.position of the event)
+-- of the write that put the row there; store_versions is the version fence: per (client_id,
+-- table_name) the version of the last write applied, read FOR UPDATE in each replace transaction.
 
 -- written by integrator
 
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS `sales` (
     `date`       DATE NOT NULL,
     `qty`        DOUBLE NULL,
     `amount`     DOUBLE NULL,
+    `_version`   BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`, `date`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -24,6 +27,7 @@ CREATE TABLE IF NOT EXISTS `stock` (
     `product_id` VARCHAR(191) NOT NULL,
     `date`       DATE NOT NULL,
     `on_hand`    DOUBLE NULL,
+    `_version`   BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`, `date`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -32,6 +36,7 @@ CREATE TABLE IF NOT EXISTS `bom` (
     `parent_id` VARCHAR(191) NOT NULL,
     `child_id`  VARCHAR(191) NOT NULL,
     `qty_per`   DOUBLE NULL,
+    `_version`  BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `parent_id`, `child_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -41,6 +46,7 @@ CREATE TABLE IF NOT EXISTS `products` (
     `name`       VARCHAR(1024) NULL,
     `category`   VARCHAR(1024) NULL,
     `active`     BOOLEAN NULL,
+    `_version`   BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS `features` (
     `feature`     VARCHAR(191) NOT NULL,
     `value`       DOUBLE NULL,
     `computed_at` DATETIME(6) NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`, `date`, `feature`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -63,6 +70,7 @@ CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `quantity`     DOUBLE NULL,
     `depth`        INT NULL,
     `computed_at`  DATETIME(6) NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`, `component_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
@@ -72,5 +80,14 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
     `category`     VARCHAR(1024) NULL,
     `active`       BOOLEAN NULL,
     `refreshed_at` DATETIME(6) NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `store_versions` (
+    `client_id`  VARCHAR(191) NOT NULL,
+    `table_name` VARCHAR(191) NOT NULL,
+    `applied_at` DATETIME(6) NOT NULL,
+    `_version`   BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`client_id`, `table_name`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;

@@ -13,7 +13,9 @@
 -- cheap (a very large client skews its buckets; hash by (client_id, product_id) instead if that
 -- matters). VARCHAR lengths are in bytes, and the encoded primary key is limited to 128 bytes by
 -- default (BE config primary_key_limit_size): keep ids short. replication_num defaults to 3; a
--- single-BE dev cluster needs PROPERTIES ("replication_num" = "1").
+-- single-BE dev cluster needs PROPERTIES ("replication_num" = "1"). _version is the version of the
+-- write (core.wire.position of the event): loads use it as their merge_condition, so an older row
+-- never overwrites a newer one; store_versions is the version fence per (client_id, table_name).
 
 -- written by integrator
 
@@ -22,7 +24,8 @@ CREATE TABLE IF NOT EXISTS `sales` (
     `product_id` VARCHAR(255) NOT NULL,
     `date`       DATE NOT NULL,
     `qty`        DOUBLE NULL,
-    `amount`     DOUBLE NULL
+    `amount`     DOUBLE NULL,
+    `_version`   BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `date`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -30,7 +33,8 @@ CREATE TABLE IF NOT EXISTS `stock` (
     `client_id`  VARCHAR(255) NOT NULL,
     `product_id` VARCHAR(255) NOT NULL,
     `date`       DATE NOT NULL,
-    `on_hand`    DOUBLE NULL
+    `on_hand`    DOUBLE NULL,
+    `_version`   BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `date`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -38,7 +42,8 @@ CREATE TABLE IF NOT EXISTS `bom` (
     `client_id` VARCHAR(255) NOT NULL,
     `parent_id` VARCHAR(255) NOT NULL,
     `child_id`  VARCHAR(255) NOT NULL,
-    `qty_per`   DOUBLE NULL
+    `qty_per`   DOUBLE NULL,
+    `_version`  BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `parent_id`, `child_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -47,7 +52,8 @@ CREATE TABLE IF NOT EXISTS `products` (
     `product_id` VARCHAR(255) NOT NULL,
     `name`       VARCHAR(1024) NULL,
     `category`   VARCHAR(1024) NULL,
-    `active`     BOOLEAN NULL
+    `active`     BOOLEAN NULL,
+    `_version`   BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -59,7 +65,8 @@ CREATE TABLE IF NOT EXISTS `features` (
     `date`        DATE NOT NULL,
     `feature`     VARCHAR(255) NOT NULL,
     `value`       DOUBLE NULL,
-    `computed_at` DATETIME NOT NULL
+    `computed_at` DATETIME NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `date`, `feature`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -69,7 +76,8 @@ CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `component_id` VARCHAR(255) NOT NULL,
     `quantity`     DOUBLE NULL,
     `depth`        INT NULL,
-    `computed_at`  DATETIME NOT NULL
+    `computed_at`  DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `component_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -78,6 +86,15 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
     `product_id`   VARCHAR(255) NOT NULL,
     `category`     VARCHAR(1024) NULL,
     `active`       BOOLEAN NULL,
-    `refreshed_at` DATETIME NOT NULL
+    `refreshed_at` DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `store_versions` (
+    `client_id`  VARCHAR(255) NOT NULL,
+    `table_name` VARCHAR(255) NOT NULL,
+    `applied_at` DATETIME NOT NULL,
+    `_version`   BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `table_name`)
 DISTRIBUTED BY HASH (`client_id`);

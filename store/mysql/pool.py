@@ -17,15 +17,17 @@ from typing import Any, TypeVar
 import polars as pl
 import pymysql
 import pymysql.converters
+import pymysql.cursors
 
 from core import logs
-from core.errors import FatalError, RetryableError, Unavailable
+from core.errors import FatalError, RetryableError, Superseded, Unavailable
 from core.redact import scrub
 from store.dsn import StoreDSN
 
 log = logs.get("store")
 T = TypeVar("T")
 Connection = pymysql.connections.Connection
+Cursor = pymysql.cursors.Cursor
 
 # Encoders only: without decoders pymysql hands every value over as text; polars parses columns.
 _CONV: dict[int | type[Any], Any] = {
@@ -185,7 +187,7 @@ class Pool:
 
     def classify(self, exc: Exception, what: str) -> Exception:
         """The app error for a driver error: names backend and host, never the password."""
-        if isinstance(exc, RetryableError | FatalError):
+        if isinstance(exc, RetryableError | FatalError | Superseded):
             return exc  # already ours (raised by an operation's own checks)
         detail = scrub(f"{type(exc).__name__}: {exc}", self.dsn.password)
         code = errno(exc)

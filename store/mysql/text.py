@@ -14,14 +14,14 @@ multi-row `INSERT ... VALUES` batches whose literals polars builds for whole col
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import polars as pl
 import pymysql
 import pymysql.cursors
 
 from store.frames import cast_read
-from store.schema import TableSpec
+from store.schema import VERSION, TableSpec
 
 # pymysql's escape table (converters._escape_table), applied by polars to whole columns.
 _ESCAPE_FROM = ["\\", "\x00", "\n", "\r", "\x1a", '"', "'"]
@@ -89,20 +89,18 @@ def _literal(name: str, dtype: pl.DataType, backslash: bool) -> pl.Expr:
 def insert_statements(
     spec: TableSpec,
     rows: pl.DataFrame,
-    stamp: dt.datetime | None,
+    constants: Mapping[str, str],
     backslash: bool = True,
     batch_rows: int = 5000,
     batch_bytes: int = 4 * 1024 * 1024,
 ) -> Iterator[str]:
-    """Multi-row INSERT statements writing `rows` (already conformed to `spec`)."""
+    """Multi-row INSERT statements writing `rows` (already conformed to `spec`), plus `constants`
+    (column -> SQL literal, the same in every row: the stamp, the version)."""
     if rows.height == 0:
         return
-    columns = list(spec.columns)
-    parts = [_literal(c, spec.schema[c], backslash) for c in columns]
-    if spec.stamp:
-        columns.append(spec.stamp)
-        when = (stamp or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S.%f")
-        parts.append(pl.lit(f"'{when}'"))
+    columns = [*spec.columns, *constants]
+    parts = [_literal(c, spec.schema[c], backslash) for c in spec.columns]
+    parts += [pl.lit(literal) for literal in constants.values()]
     prefix = f"INSERT INTO `{spec.name}` ({', '.join(f'`{c}`' for c in columns)}) VALUES "
     values = rows.select(
         pl.concat_str(pl.lit("("), pl.concat_str(parts, separator=","), pl.lit(")")).alias("v")
@@ -116,3 +114,9 @@ def insert_statements(
         stop = min(n, start + batch_rows, max(by_bytes, start + 1))
         yield prefix + values.slice(start, stop - start).str.join(",").item()
         start = stop
+
+
+def constants(spec: TableSpec, stamp: dt.datetime, version: int) -> dict[str, str]:
+    """The SQL literals of the columns a write sets the same in every row."""
+    out = {spec.stamp: f"'{stamp.strftime('%Y-%m-%d %H:%M:%S.%f')}'"} if spec.stamp else {}
+    return {**out, VERSION: str(int(version))}

@@ -1,0 +1,124 @@
+"""Helpers of the store's tests (tests/test_store*.py): sample frames with awkward values, exact
+comparison, private MySQL databases. No fixtures here: each test module declares its own."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+import pymysql
+from polars.testing import assert_frame_equal
+
+from store import parse_dsn, table_spec
+
+
+def admin_connection(dsn: str) -> pymysql.connections.Connection:
+    """A plain autocommit connection to the DSN's server (no database selected)."""
+    d = parse_dsn(dsn)
+    return pymysql.connect(
+        host=d.host, port=d.port, user=d.user or None, password=d.password, autocommit=True,
+        charset="utf8mb4",
+    )
+
+
+@contextlib.contextmanager
+def private_database(server_dsn: str, prefix: str) -> Iterator[str]:
+    """The DSN of a new database on the server of `server_dsn`, dropped afterwards."""
+    database = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = admin_connection(server_dsn)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+    try:
+        yield urlunsplit(urlsplit(server_dsn)._replace(path=f"/{database}", query=""))
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+def new_client() -> str:
+    """A unique client id (unicode on purpose), so tests can share tables."""
+    return f"клиент-{uuid.uuid4().hex[:10]}"
+
+
+DATES = [
+    dt.date(1900, 1, 1),
+    dt.date(1969, 12, 31),
+    dt.date(1970, 1, 1),
+    dt.date(2024, 2, 29),
+    dt.date(2299, 12, 31),
+]
+FLOATS = [
+    0.1,
+    1 / 3,
+    -2.5e-300,
+    1.7976931348623157e308,
+    123456789.123456789,
+    float(2**53 + 2),
+    -7.0,
+    None,
+]
+IDS = [
+    "p1",
+    "продукт-ё",
+    "商品😀",
+    "O'Reilly \"quoted\"",
+    "back\\slash\\",
+    "nul\x00byte ctrl\x1a\n\r\ttab",
+    "'); DROP TABLE features; --",
+    "100% %s %(x)s {client}",
+    " padded ",
+    "Case",
+    "case",
+]
+
+
+def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
+    """A frame for `table` with awkward but valid values, already in the table's dtypes."""
+    spec = table_spec(table)
+    cols: dict[str, list[object]] = {}
+    for i, (name, dtype) in enumerate(spec.schema.items()):
+        if name == "client_id":
+            cols[name] = [client_id] * n
+        elif dtype == pl.String:
+            # distinct per row for key columns; shifted per column so rows stay unique
+            cols[name] = [
+                IDS[(r + i) % len(IDS)] + ("" if r < len(IDS) else str(r)) for r in range(n)
+            ]
+        elif dtype == pl.Date:
+            cols[name] = [DATES[r % len(DATES)] for r in range(n)]
+        elif dtype == pl.Float64:
+            cols[name] = [FLOATS[(r + i) % len(FLOATS)] for r in range(n)]
+        elif dtype == pl.Boolean:
+            cols[name] = [(True, False, None)[r % 3] for r in range(n)]
+        elif dtype == pl.Int32:
+            cols[name] = [(1, 2, 2147483647, -2147483648, None)[r % 5] for r in range(n)]
+    frame = pl.DataFrame(cols, schema=spec.schema)
+    assert frame.select(spec.key).n_unique() == n, "sample keys must be unique"
+    return frame
+
+
+def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
+    """n feature rows: 997 products x n/997 days of one feature."""
+    idx = pl.int_range(n, eager=True)
+    return pl.DataFrame({"i": idx}).select(
+        pl.lit(client_id, pl.String).alias("client_id"),
+        (pl.col("i") % 997).cast(pl.String).str.pad_start(6, "0").alias("product_id"),
+        (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997))
+        .cast(pl.Date)
+        .alias("date"),
+        pl.lit("ema_7", pl.String).alias("feature"),
+        ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("value"),
+    )
+
+
+def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame, table: str) -> None:
+    spec = table_spec(table)
+    assert got.schema == spec.schema
+    assert_frame_equal(got.sort(spec.key), want.sort(spec.key), check_exact=True)
+
+
