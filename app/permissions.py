@@ -55,6 +55,7 @@ def acl_rule(user: str, commands: Iterable[str], write: Iterable[str],
 
 _LAST_ID = f"{2**64 - 2}-0"  # (2**64-1)-(2**64-1) is how Redis spells ">": new entries
 _PROBE_SCRIPT = "return 1"
+_SCRIPT_LOAD = object()  # SCRIPT LOAD has no key: through the client's own script_load
 _PROBE_SHA = hashlib.sha1(_PROBE_SCRIPT.encode()).hexdigest()
 
 
@@ -91,7 +92,7 @@ def probes(group: str, consumer: str, start_id: str, streams: Iterable[str],
             ("get", seen, ("GET", seen)),
             ("set", seen, ("SET", seen, "probe", "PX", 1)),
             ("del", seen, ("DEL", seen)),
-            ("script|load", seen, ("SCRIPT", "LOAD", _PROBE_SCRIPT)),
+            ("script|load", seen, (_SCRIPT_LOAD, _PROBE_SCRIPT)),
             ("evalsha", seen, ("EVALSHA", _PROBE_SHA, 1, seen))]
 
 
@@ -101,7 +102,10 @@ async def check(client: Any, group: str, consumer: str, start_id: str, streams: 
     refuses."""
     for permission, key, command in probes(group, consumer, start_id, streams, outputs):
         try:
-            await client.execute_command(*command)
+            if command[0] is _SCRIPT_LOAD:  # a cluster client loads it on every master
+                await client.script_load(*command[1:])
+            else:
+                await client.execute_command(*command)
         except rx.NoPermissionError as exc:
             raise MissingPermission(
                 f"the Redis user may not {permission} on {key!r} ({exc}); grant what "
