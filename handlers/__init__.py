@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from core.events import Event
 from handlers import pipelines
-from handlers.routing import ConfigDep, Routes, StoreDep
+from handlers.routing import ConfigDep, Routes, StoreDep, VersionDep
 
 routes = Routes()
 
@@ -25,18 +25,21 @@ bom_exploded = routes.output("bom_exploded", "bom-exploded")
 @features_updated
 @routes.on("sales-updates", "sales_updated")
 @routes.on("stock-updates", "stock_updated")
-async def recompute_features(event: Event, store: StoreDep, config: ConfigDep) -> Event:
-    done = await pipelines.refresh_features(store, event.client_id, config.current)
+async def recompute_features(event: Event, store: StoreDep, config: ConfigDep,
+                             version: VersionDep) -> Event:
+    done = await pipelines.refresh_features(store, event.client_id, config.current, version)
     return event.reply("features_updated", done)
 
 
 @bom_exploded
 @routes.on("bom-updates", "bom_updated")
-async def explode_bom(event: Event, store: StoreDep, config: ConfigDep) -> Event:
-    done = await pipelines.explode_bom(store, event.client_id, config.current)
+async def explode_bom(event: Event, store: StoreDep, config: ConfigDep,
+                      version: VersionDep) -> Event:
+    done = await pipelines.explode_bom(store, event.client_id, config.current, version)
     return event.reply("bom_exploded", done)
 
 
 @routes.on("products-updates", "products_updated")
-async def refresh_products(event: Event, store: StoreDep, config: ConfigDep) -> None:
-    await pipelines.refresh_products(store, event.client_id, config.current)
+async def refresh_products(event: Event, store: StoreDep, config: ConfigDep,
+                           version: VersionDep) -> None:
+    await pipelines.refresh_products(store, event.client_id, config.current, version)

@@ -45,18 +45,21 @@ class ProductsRefreshed(BaseModel):
 
 
 async def _recompute(store: Store, client_id: str, inputs: tuple[str, ...], output: str,
-                     compute: Callable[..., tuple[pl.DataFrame, Any]]) -> tuple[int, Any, int]:
+                     compute: Callable[..., tuple[pl.DataFrame, Any]], version: int
+                     ) -> tuple[int, Any, int]:
     """Read `inputs`, run `compute(*frames) -> (rows for output, details)` on a worker thread
     (polars releases the GIL, so the event loop stays responsive), replace the client's `output`
-    rows; (rows written, details, milliseconds taken)."""
+    rows at `version` (Superseded if the store holds a newer one); (rows written, details,
+    milliseconds taken)."""
     started = time.perf_counter()
     frames = await asyncio.gather(*(store.read(table, client_id) for table in inputs))
     rows, details = await asyncio.to_thread(compute, *frames)
-    written = await store.replace(output, client_id, rows)
+    written = await store.replace(output, client_id, rows, version=version)
     return written, details, round((time.perf_counter() - started) * 1000)
 
 
-async def refresh_features(store: Store, client_id: str, config: Config) -> FeaturesUpdated:
+async def refresh_features(store: Store, client_id: str, config: Config, version: int
+                           ) -> FeaturesUpdated:
     """Recompute a client's features from its sales, stock and product metadata."""
 
     def compute(sales: pl.DataFrame, stock: pl.DataFrame, meta: pl.DataFrame
@@ -65,12 +68,13 @@ async def refresh_features(store: Store, client_id: str, config: Config) -> Feat
         return result.frame, result
 
     rows, result, ms = await _recompute(
-        store, client_id, ("sales", "stock", "product_meta"), "features", compute)
+        store, client_id, ("sales", "stock", "product_meta"), "features", compute, version)
     return FeaturesUpdated(features_count=len(result.feature_names),
                            feature_types=result.feature_types, rows=rows, processing_time_ms=ms)
 
 
-async def explode_bom(store: Store, client_id: str, config: Config) -> BomExploded:
+async def explode_bom(store: Store, client_id: str, config: Config, version: int
+                      ) -> BomExploded:
     """Explode a client's BOM. A cycle, a bad quantity or a too-deep tree raises (FatalError) and
     the previous exploded BOM stays in the store untouched."""
 
@@ -78,11 +82,13 @@ async def explode_bom(store: Store, client_id: str, config: Config) -> BomExplod
         exploded = bom.explode(edges, config.bom.max_depth)
         return exploded, exploded.get_column("product_id").n_unique()
 
-    rows, products, ms = await _recompute(store, client_id, ("bom",), "bom_exploded", compute)
+    rows, products, ms = await _recompute(store, client_id, ("bom",), "bom_exploded", compute,
+                                          version)
     return BomExploded(products_count=products, rows=rows, processing_time_ms=ms)
 
 
-async def refresh_products(store: Store, client_id: str, _config: Config) -> ProductsRefreshed:
+async def refresh_products(store: Store, client_id: str, _config: Config, version: int
+                           ) -> ProductsRefreshed:
     """Snapshot a client's product metadata (what the features filter on) from the integrator's
     products table into product_meta."""
 
@@ -91,12 +97,13 @@ async def refresh_products(store: Store, client_id: str, _config: Config) -> Pro
                                pl.col("active").fill_null(True))
         return meta.unique(["client_id", "product_id"], keep="last"), None
 
-    rows, _, ms = await _recompute(store, client_id, ("products",), "product_meta", compute)
+    rows, _, ms = await _recompute(store, client_id, ("products",), "product_meta", compute,
+                                   version)
     return ProductsRefreshed(rows=rows, processing_time_ms=ms)
 
 
 # What `secretmagic recompute --what NAME` runs, in this order for --what all.
-PIPELINES: dict[str, Callable[[Store, str, Config], Awaitable[BaseModel]]] = {
+PIPELINES: dict[str, Callable[[Store, str, Config, int], Awaitable[BaseModel]]] = {
     "products": refresh_products,
     "features": refresh_features,
     "bom": explode_bom,

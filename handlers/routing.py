@@ -45,6 +45,9 @@ ConfigDep = Annotated[LiveConfig, Context("config")]
 
 EVENTS_KEY = "events"  # where app.delivery puts the decoded Events in the raw message
 WRITE_VERSION_KEY = "write_version"  # and the run's version for the store (core.wire.position)
+# The version a handler's writes carry: the position of the newest event its run serves; the
+# store refuses to overwrite results of a newer one (core.errors.Superseded).
+VersionDep = Annotated[int, Context(f"message.raw_message.{WRITE_VERSION_KEY}")]
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,11 @@ async def parse(msg: Any, original: Callable[[Any], Any]) -> StreamMessage[Any]:
         cls = RedisBatchStreamMessage if batch else RedisStreamMessage
         message = cls(raw_message=msg, body=b"", content_type="application/json",
                       message_id=wire.text(ids[0]), consumer=FAKE_CONSUMER, group=None)
-    else:  # published through FastStream (TestRedisBroker): decoded here
+    else:  # published through FastStream (TestRedisBroker): decoded here, versioned now
         message = await original(msg)
         raw = msg["data"] if batch else [msg["data"]]
         msg[EVENTS_KEY] = [wire.decode(fields) for fields in raw]
+        msg[WRITE_VERSION_KEY] = wire.position_now()
     if events := msg[EVENTS_KEY]:
         message.headers = {**message.headers, "event_type": events[0].event_type,
                            "client_id": events[0].client_id, "event_id": str(events[0].event_id)}

@@ -12,6 +12,7 @@ from app.cli.errors import EXIT_CONFIG, EXIT_FAILED, CliError
 from app.cli.output import JsonFlag, compact
 from app.cli.session import Session
 from core.errors import FatalError, RetryableError
+from core.wire import position_now
 from handlers.pipelines import PIPELINES
 from settings import Config, ConfigError
 from settings.config import load as load_config
@@ -34,8 +35,9 @@ async def run(dsn: str, client_id: str, names: list[str], config: Config) -> dic
     try:
         await store.create_tables()
         done: dict[str, Any] = {"client_id": client_id}
-        for name in names:
-            done[name] = (await PIPELINES[name](store, client_id, config)).model_dump()
+        for name in names:  # asked for now: newer than any event the store has results of
+            result = await PIPELINES[name](store, client_id, config, position_now())
+            done[name] = result.model_dump()
         return done
     finally:
         await store.close()
