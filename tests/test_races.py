@@ -6,16 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from core.errors import RetryableError
 from core.events import Event
 from core.keys import dlq_stream, seen_key
 from handlers.routing import Routes
-from tests.harness import config, job, unique, wait_until, worker
+from store import open_store
+from tests.harness import (
+    AppProcess,
+    app_processes,
+    config,
+    job,
+    messenger_env,
+    unique,
+    wait_until,
+    worker,
+    write_config,
+)
+from tests.services import private_redis, wait_for
 
 GROUP = unique("test-races-group")
 
@@ -116,3 +134,70 @@ async def test_waiting_for_another_copy_is_not_counted_towards_max_deliveries(
         await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
     assert slow.handled == [fields["event_id"]]
     assert await r.xlen(dlq_stream(GROUP)) == 0  # waited ~10 deliveries, none counted
+
+
+# --- the lost update (issue 13): a paused instance must not overwrite newer features ----------
+
+
+async def _write_sales(dsn: str, client: str, qty: float, days: int) -> None:
+    store = open_store(dsn)
+    try:
+        await store.create_tables()
+        await store.replace("sales", client, pl.DataFrame({
+            "product_id": ["p"] * days,
+            "date": [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(days)],
+            "qty": [qty] * days, "amount": [1.0] * days}))
+    finally:
+        await store.close()
+
+
+async def _features(dsn: str, client: str) -> pl.DataFrame:
+    store = open_store(dsn)
+    try:
+        return await store.read("features", client)
+    finally:
+        await store.close()
+
+
+def test_a_paused_instance_does_not_overwrite_newer_features(mysql_database: str,
+                                                             tmp_path: Path) -> None:
+    """Instance A reads client C's data, then freezes (SIGSTOP) before writing; the integrator
+    writes newer data and sends another sales_updated, which B handles; when A resumes, its write
+    from the older data is refused (Superseded) and the store keeps B's features."""
+    client = unique("client-paused")
+    os.mkfifo(tmp_path / "go")
+    asyncio.run(_write_sales(mysql_database, client, qty=1.0, days=10))  # the older data
+    with private_redis() as server:  # the production streams, on a Redis of the test's own
+        env = {**messenger_env(server.url), "STORE_DSN": mysql_database,
+               "PAUSE_CLIENT": client, "PAUSE_DIR": str(tmp_path)}
+        r = redis.Redis.from_url(server.url)
+        # A runs one handler at a time (so the newer event goes to B, not to a frozen A), and
+        # neither takes over the other's entries during the test.
+        one_at_a_time = {"messenger": {"subscriber": {"concurrency": 1, "claim_idle_ms": 600_000}}}
+        patient = {"messenger": {"subscriber": {"claim_idle_ms": 600_000}}}
+        a = AppProcess("tests.apps.paused:app", {**env, "SECRETMAGIC_CONFIG": str(
+            write_config(tmp_path / "a.yaml", one_at_a_time))}, tmp_path, "paused-a")
+        b = AppProcess("app:app", {**env, "SECRETMAGIC_CONFIG": str(
+            write_config(tmp_path / "b.yaml", patient))}, tmp_path, "prompt-b")
+        with app_processes(a):
+            r.xadd("sales-updates", job(client, event_type="sales_updated"))
+            wait_for(lambda: (tmp_path / "reading").exists(), 60, "A to read the older data")
+            a.signal(signal.SIGSTOP)  # frozen between its read and its write
+            with app_processes(b):
+                b.wait_output("consuming sales-updates")
+                asyncio.run(_write_sales(mysql_database, client, qty=5.0, days=20))  # newer
+                r.xadd("sales-updates", job(client, event_type="sales_updated"))
+                wait_for(lambda: r.xlen("features-updates") == 1, 60, "B's features_updated")
+                newer = asyncio.run(_features(mysql_database, client))
+                a.signal(signal.SIGCONT)
+                (tmp_path / "go").write_text("go")
+                a.wait_output("superseded: the store holds results of a newer event")
+                wait_for(lambda: r.xpending("sales-updates", "secretmagic-group")["pending"]
+                         == 0, 60, "A's stale run settled")
+        after = asyncio.run(_features(mysql_database, client))
+        published = r.xlen("features-updates")
+    print(f"sent=2 handled=1 superseded=1 published={published} lost=0")
+    assert published == 1  # A published nothing for its stale run
+    assert after.sort(after.columns).equals(newer.sort(newer.columns))  # A changed nothing
+    lags = after.filter(pl.col("feature") == "lag_1")
+    assert lags.height == 19 and set(lags.get_column("value").to_list()) == {5.0}  # newer data
