@@ -1,7 +1,9 @@
-"""/health and /metrics over HTTP, from a background thread.
+"""/health, /metrics and the status page over HTTP, from a background thread.
 
 `serve(port, health, collector)` starts the endpoint (port 0: off); `/health` answers 200 when the
-`Health` object says healthy, else 503, with the details as JSON; `/metrics` is REGISTRY.
+`Health` object says healthy, else 503, with the details as JSON; `/metrics` is REGISTRY, with the
+instance's own gauges (HealthCollector: secretmagic_healthy, secretmagic_stream_paused{stream});
+`/` is the status page (app.observability.status) read through the collector's Redis client.
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.observability.collector import StreamCollector
 from app.observability.metrics import REGISTRY
+from app.observability.status import StatusPage
 
 
 @dataclass
@@ -68,6 +73,27 @@ class Health:
         }
 
 
+class HealthCollector(Collector):
+    """The instance's health as gauges, read at scrape time (what /health says, for alerts)."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        problems = self.health.problems()
+        healthy = GaugeMetricFamily("secretmagic_healthy",
+                                    "1 if this instance's /health answers 200, else 0")
+        healthy.add_metric([], 0 if problems else 1)
+        paused = GaugeMetricFamily(
+            "secretmagic_stream_paused",
+            "1 for each stream this instance has paused to wait out an outage of the store",
+            labels=["stream"])
+        for stream in self.health.details.get("waiting") or {}:
+            paused.add_metric([stream], 1)
+        yield healthy
+        yield paused
+
+
 # --- the HTTP endpoint ---------------------------------------------------------------------------
 
 
@@ -81,8 +107,8 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_app(health: Health) -> Callable[..., Iterable[bytes]]:
-    """The WSGI app: /metrics (REGISTRY), /health (JSON, 200 or 503)."""
+def make_app(health: Health, page: StatusPage | None = None) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app: /metrics (REGISTRY), /health (JSON, 200 or 503), / (the status page)."""
     metrics_app = make_wsgi_app(REGISTRY)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -96,9 +122,14 @@ def make_app(health: Health) -> Callable[..., Iterable[bytes]]:
             start_response(status, [("Content-Type", "application/json"),
                                     ("Content-Length", str(len(body)))])
             return [body]
-        body = b"secretmagic: /metrics /health\n" if path == "/" else b"not found\n"
+        if path == "/" and page is not None:
+            body, kind = page.render(), "text/html; charset=utf-8"
+        else:
+            body, kind = b"secretmagic: /metrics /health\n" if path == "/" else b"not found\n", \
+                "text/plain"
         start_response("200 OK" if path == "/" else "404 Not Found",
-                       [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+                       [("Content-Type", kind), ("Content-Length", str(len(body))),
+                        ("Cache-Control", "no-store")])
         return [body]
 
     return app
@@ -111,9 +142,9 @@ class MetricsServer:
         self,
         server: WSGIServer | None = None,
         thread: threading.Thread | None = None,
-        collector: Collector | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
-        self._server, self._thread, self._collector = server, thread, collector
+        self._server, self._thread, self._collectors = server, thread, list(collectors)
 
     @property
     def running(self) -> bool:
@@ -124,7 +155,7 @@ class MetricsServer:
         return int(self._server.server_address[1]) if self._server else 0
 
     def shutdown(self) -> None:
-        """Stop serving, close the socket, unregister the collector (idempotent)."""
+        """Stop serving, close the socket, unregister the collectors (idempotent)."""
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -132,10 +163,10 @@ class MetricsServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
-        if self._collector is not None:
+        for collector in self._collectors:
             with contextlib.suppress(KeyError):
-                REGISTRY.unregister(self._collector)
-            self._collector = None
+                REGISTRY.unregister(collector)
+        self._collectors = []
 
 
 def serve(
@@ -146,22 +177,27 @@ def serve(
 ) -> MetricsServer:
     """Serve /metrics and /health on `addr:port` from a daemon thread; port 0 means off.
 
-    The collector (if any) is registered on REGISTRY here and unregistered by shutdown(). An
-    address in use raises OSError.
+    The collectors (the one given, and the instance's HealthCollector) are registered on
+    REGISTRY here and unregistered by shutdown(). The status page reads Redis through a
+    StreamCollector's client (without one it shows the instance's health only). An address in
+    use raises OSError.
     """
     if port == 0:
         return MetricsServer()
-    if collector is not None:
-        REGISTRY.register(collector)
+    collectors = [c for c in (collector, HealthCollector(health)) if c is not None]
+    page = (StatusPage(health, collector.client, collector.outbox_stats)
+            if isinstance(collector, StreamCollector) else StatusPage(health, None))
+    for c in collectors:
+        REGISTRY.register(c)
     try:
-        server = make_server(addr, port, make_app(health), _ThreadingServer, _QuietHandler)
+        server = make_server(addr, port, make_app(health, page), _ThreadingServer, _QuietHandler)
     except BaseException:
-        if collector is not None:
-            REGISTRY.unregister(collector)
+        for c in collectors:
+            REGISTRY.unregister(c)
         raise
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2},
         name="secretmagic-metrics", daemon=True,
     )
     thread.start()
-    return MetricsServer(server, thread, collector)
+    return MetricsServer(server, thread, collectors)
