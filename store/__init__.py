@@ -58,11 +58,13 @@ null (MySQL and StarRocks have no NaN, so both backends behave alike); ±inf is 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol, runtime_checkable
 
 import polars as pl
 
 from core.redact import mask_dsn
+from store.digest import Period
 from store.dsn import StoreDSN, parse_dsn
 from store.frames import conform, empty_frame
 from store.schema import TABLES, TableSpec, table_spec
@@ -94,16 +96,29 @@ class Store(Protocol):
         """Create the tables if missing and add the columns an older version's tables lack
         (idempotent)."""
 
-    async def read(self, table: str, client_id: str) -> pl.DataFrame:
-        """All of a client's rows of `table` (exact columns and dtypes, also when empty)."""
+    async def read(
+        self, table: str, client_id: str, *, since: dt.date | None = None
+    ) -> pl.DataFrame:
+        """A client's rows of `table` (exact columns and dtypes, also when empty); with `since`,
+        only those dated from it on."""
         ...
 
     async def replace(
-        self, table: str, client_id: str, frame: pl.DataFrame, *, version: int | None = None
+        self, table: str, client_id: str, frame: pl.DataFrame, *,
+        since: dt.date | None = None, version: int | None = None,
     ) -> int:
-        """Make the client's rows of `table` exactly `frame` (idempotent); return rows written.
-        Refused with Superseded, changing nothing, if the store already holds a write of this
-        client's `table` at a higher `version` (None: core.wire.position_now())."""
+        """Make the client's rows of `table` (from `since` on; without it: all of them) exactly
+        `frame` (idempotent); return rows written. Refused with Superseded, changing nothing, if
+        the store already holds a write of this client's `table` at a higher `version` (None:
+        core.wire.position_now())."""
+        ...
+
+    async def digest(
+        self, table: str, client_id: str, *, period: Period = "month",
+        since: dt.date | None = None,
+    ) -> pl.DataFrame:
+        """Per (product_id, period) of a dated table: rows and a checksum, computed by the server
+        (store.digest: where the client's data changed, without moving its rows)."""
         ...
 
     async def ping(self) -> None:

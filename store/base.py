@@ -1,5 +1,5 @@
 """What every backend shares: argument checks and frame conformance before any I/O, so that a
-backend implements only the I/O itself (`_read`, `_replace`)."""
+backend implements only the I/O itself (`_read`, `_replace`, `_digest`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from core import wire
-from core.errors import Superseded
-from store.frames import check_client_id, check_version, conform
+from core.errors import FatalError, Superseded
+from store.digest import PERIODS, Period, dated_spec, digestible_spec
+from store.frames import check_client_id, check_since, check_version, conform
 from store.schema import TableSpec, table_spec
 
 
@@ -24,6 +25,7 @@ class Write:
     rows: pl.DataFrame
     stamp: dt.datetime  # UTC, for the spec's stamp column
     version: int  # core.wire.position of the newest event the write serves
+    since: dt.date | None = None  # only the client's rows from this date on are replaced
 
     @property
     def what(self) -> str:
@@ -43,25 +45,55 @@ class BaseStore(ABC):
 
     name: str
 
-    async def read(self, table: str, client_id: str) -> pl.DataFrame:
+    async def read(
+        self, table: str, client_id: str, *, since: dt.date | None = None
+    ) -> pl.DataFrame:
         spec = table_spec(table)
         check_client_id(client_id)
-        return await self._read(spec, client_id)
+        if since is not None:
+            since = check_since(dated_spec(spec), since)
+        return await self._read(spec, client_id, since)
 
     async def replace(
-        self, table: str, client_id: str, frame: pl.DataFrame, *, version: int | None = None
+        self, table: str, client_id: str, frame: pl.DataFrame, *,
+        since: dt.date | None = None, version: int | None = None,
     ) -> int:
         spec = table_spec(table)
         check_client_id(client_id)
+        if since is not None:
+            since = check_since(dated_spec(spec), since)
         version = wire.position_now() if version is None else check_version(version)
         rows = conform(spec, client_id, frame)
-        await self._replace(Write(spec, client_id, rows, dt.datetime.now(dt.UTC), version))
+        if since is not None and (early := rows.filter(pl.col("date") < since)).height:
+            raise FatalError(
+                f"{spec.name}: {early.height} row(s) dated before since={since} in a replace "
+                f"from that date (e.g. {early.item(0, 'date')}); only rows from it on are replaced")
+        await self._replace(Write(spec, client_id, rows, dt.datetime.now(dt.UTC), version, since))
         return rows.height
 
+    async def digest(
+        self, table: str, client_id: str, *, period: Period = "month",
+        since: dt.date | None = None,
+    ) -> pl.DataFrame:
+        spec = digestible_spec(table_spec(table))
+        check_client_id(client_id)
+        if period not in PERIODS:
+            raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
+        if since is not None:
+            since = check_since(spec, since)
+        return await self._digest(spec, client_id, period, since)
+
     @abstractmethod
-    async def _read(self, spec: TableSpec, client_id: str) -> pl.DataFrame:
-        """The client's rows of `spec`, in the spec's columns and dtypes."""
+    async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
+        """The client's rows of `spec` (from `since` on), in the spec's columns and dtypes."""
+
+    @abstractmethod
+    async def _digest(
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+    ) -> pl.DataFrame:
+        """store.digest.DIGEST_SCHEMA rows computed by the server."""
 
     @abstractmethod
     async def _replace(self, write: Write) -> None:
-        """Make the client's rows exactly `write.rows`, unless `write.admit` refuses."""
+        """Make the client's rows (from `write.since` on) exactly `write.rows`, unless
+        `write.admit` refuses."""

@@ -32,6 +32,7 @@ HTTP(S) (`clickhouse://`, `clickhouses://`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import threading
 from collections.abc import Callable
@@ -42,8 +43,9 @@ import polars as pl
 
 from core.errors import FatalError, RetryableError, Superseded, Unavailable
 from core.redact import scrub
-from store import dialect
+from store import dialect, digest
 from store.base import BaseStore, Write
+from store.digest import Period
 from store.dsn import StoreDSN
 from store.frames import cast_read
 from store.schema import ALL_TABLES, FENCE, STAMP_DTYPE, VERSION, TableSpec
@@ -206,10 +208,17 @@ class ClickHouseStore(BaseStore):
     async def ping(self) -> None:
         await self._run("ping", lambda client: client.command("SELECT 1"))
 
-    async def _read(self, spec: TableSpec, client_id: str) -> pl.DataFrame:
+    async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
         cols = ", ".join(f"`{c}`" for c in spec.columns)
-        sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE `client_id` = {{client:String}}"
-        return await self._run(f"read {spec.name}", _read, spec, sql, client_id)
+        sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE {_WHERE[since is not None]}"
+        return await self._run(f"read {spec.name}", _read, spec, sql, _params(client_id, since))
+
+    async def _digest(
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+    ) -> pl.DataFrame:
+        sql = digest.clickhouse_sql(spec, period, since)
+        return await self._run(
+            f"digest {spec.name}", _read, _DIGEST, sql, _params(client_id, since))
 
     async def _replace(self, write: Write) -> None:
         await self._run(write.what, _replace, write)
@@ -228,8 +237,18 @@ class ClickHouseStore(BaseStore):
         await asyncio.get_running_loop().run_in_executor(self._executor, close_client)
 
 
-def _read(client: Any, spec: TableSpec, sql: str, client_id: str) -> pl.DataFrame:
-    table = client.query_arrow(sql, parameters={"client": client_id}, use_strings=True)
+# The client's rows (from a date on): server-side parameters, nothing is inlined into the SQL.
+_WHERE = {False: "`client_id` = {client:String}",
+          True: "`client_id` = {client:String} AND `date` >= {since:Date32}"}
+_DIGEST = TableSpec("digest", digest.DIGEST_SCHEMA, ("product_id", "period"))
+
+
+def _params(client_id: str, since: dt.date | None) -> dict[str, object]:
+    return {"client": client_id} if since is None else {"client": client_id, "since": since}
+
+
+def _read(client: Any, spec: TableSpec, sql: str, params: dict[str, object]) -> pl.DataFrame:
+    table = client.query_arrow(sql, parameters=params, use_strings=True)
     if table.num_rows == 0:
         return pl.DataFrame(schema=spec.schema)
     frame = pl.from_arrow(table)
@@ -250,8 +269,8 @@ def _replace(client: Any, write: Write) -> None:
     key = list(spec.key)
     cols = ", ".join(f"`{c}`" for c in key)
     current = client.query_arrow(
-        f"SELECT {cols} FROM `{spec.name}` FINAL WHERE `client_id` = {{client:String}}",
-        parameters={"client": client_id},
+        f"SELECT {cols} FROM `{spec.name}` FINAL WHERE {_WHERE[write.since is not None]}",
+        parameters=_params(client_id, write.since),
         use_strings=True,
     )
     gone = pl.DataFrame(schema={c: spec.schema[c] for c in key})

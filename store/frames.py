@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from core.errors import FatalError
 from store.schema import TableSpec
 
-__all__ = ["cast_read", "check_client_id", "check_version", "conform", "empty_frame"]
+__all__ = [
+    "cast_read", "check_client_id", "check_since", "check_version", "conform", "empty_frame",
+]
 
 
 def check_client_id(client_id: str) -> str:
@@ -22,6 +26,13 @@ def check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 1 << 63:
         raise ValueError(f"version must be an int in [0, 2**63), got {version!r}")
     return version
+
+
+def check_since(spec: TableSpec, since: dt.date) -> dt.date:
+    """A `since` argument: a date (not a datetime: a table's dates have no time of day)."""
+    if isinstance(since, dt.datetime) or not isinstance(since, dt.date):
+        raise ValueError(f"since must be a datetime.date, got {since!r} (table {spec.name})")
+    return since
 
 
 def empty_frame(spec: TableSpec) -> pl.DataFrame:

@@ -73,6 +73,10 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   client_id=_S, product_id=_S, component_id=_S, quantity=_F, depth=pl.Int32()),
             _spec("product_meta", ("client_id", "product_id"), "refreshed_at",
                   client_id=_S, product_id=_S, category=_S, active=pl.Boolean()),
+            # what the last recompute read, per source table (store.digest)
+            _spec("input_digests", ("client_id", "source", "product_id", "period"), "computed_at",
+                  client_id=_S, source=_S, product_id=_S, period=_D, rows=pl.Int64(),
+                  checksum=pl.Int64()),
         )
     }
 )

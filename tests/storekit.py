@@ -97,6 +97,8 @@ def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
             cols[name] = [(True, False, None)[r % 3] for r in range(n)]
         elif dtype == pl.Int32:
             cols[name] = [(1, 2, 2147483647, -2147483648, None)[r % 5] for r in range(n)]
+        elif dtype == pl.Int64:
+            cols[name] = [(0, -(2**63), 2**63 - 1, 7, None)[(r + i) % 5] for r in range(n)]
     frame = pl.DataFrame(cols, schema=spec.schema)
     assert frame.select(spec.key).n_unique() == n, "sample keys must be unique"
     return frame

@@ -98,6 +98,19 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`);
 
+CREATE TABLE IF NOT EXISTS `input_digests` (
+    `client_id`   String,
+    `source`      String,
+    `product_id`  String,
+    `period`      Date32,
+    `rows`        Nullable(Int64),
+    `checksum`    Nullable(Int64),
+    `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`    UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `source`, `product_id`, `period`);
+
 CREATE TABLE IF NOT EXISTS `store_versions` (
     `client_id`  String,
     `table_name` String,

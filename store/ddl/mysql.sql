@@ -84,6 +84,18 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
     PRIMARY KEY (`client_id`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
+CREATE TABLE IF NOT EXISTS `input_digests` (
+    `client_id`   VARCHAR(191) NOT NULL,
+    `source`      VARCHAR(191) NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
+    `period`      DATE NOT NULL,
+    `rows`        BIGINT NULL,
+    `checksum`    BIGINT NULL,
+    `computed_at` DATETIME(6) NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`client_id`, `source`, `product_id`, `period`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
 CREATE TABLE IF NOT EXISTS `store_versions` (
     `client_id`  VARCHAR(191) NOT NULL,
     `table_name` VARCHAR(191) NOT NULL,

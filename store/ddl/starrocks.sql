@@ -91,6 +91,18 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
 ) PRIMARY KEY (`client_id`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
+CREATE TABLE IF NOT EXISTS `input_digests` (
+    `client_id`   VARCHAR(255) NOT NULL,
+    `source`      VARCHAR(255) NOT NULL,
+    `product_id`  VARCHAR(255) NOT NULL,
+    `period`      DATE NOT NULL,
+    `rows`        BIGINT NULL,
+    `checksum`    BIGINT NULL,
+    `computed_at` DATETIME NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `source`, `product_id`, `period`)
+DISTRIBUTED BY HASH (`client_id`);
+
 CREATE TABLE IF NOT EXISTS `store_versions` (
     `client_id`  VARCHAR(255) NOT NULL,
     `table_name` VARCHAR(255) NOT NULL,

@@ -3,7 +3,8 @@
 
 - Connections and error kinds: store.mysql.pool. Reads and INSERT batches: store.mysql.text.
   No `ON DUPLICATE KEY UPDATE`/`REPLACE INTO`: StarRocks accepts neither.
-- replace = the version fence, `DELETE ... WHERE client_id = %s`, the INSERT batches.
+- replace = the version fence, `DELETE ... WHERE client_id = %s [AND date >= since]`, the INSERT
+  batches.
   * mysql:// (MariaDB/MySQL, InnoDB): ONE transaction that first locks the client's fence row
     (store_versions, `SELECT ... FOR UPDATE`; the row is created if missing) and compares versions:
     an older write rolls back and raises Superseded, having changed nothing. Replaces of one
@@ -27,8 +28,9 @@ import polars as pl
 from pymysql.constants import SERVER_STATUS
 
 from core import logs
-from store import dialect
+from store import dialect, digest
 from store.base import BaseStore, Write
+from store.digest import Period
 from store.dsn import StoreDSN
 from store.mysql.pool import RACE_ERRNOS, Connection, Cursor, Pool, errno
 from store.mysql.text import constants, insert_statements, read_text
@@ -83,11 +85,28 @@ class MySQLStore(BaseStore):
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _read(self, spec: TableSpec, client_id: str) -> pl.DataFrame:
+    async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
         # client_id is not fetched (it is the argument): a column less for pymysql to parse.
         cols = ", ".join(f"`{c}`" for c in spec.columns if c != "client_id")
-        sql = f"SELECT {cols} FROM `{spec.name}` WHERE `client_id` = %s"
-        return await self._pool.run(f"read {spec.name}", read_text, spec, sql, client_id)
+        where, params = _where(client_id, since)
+        sql = f"SELECT {cols} FROM `{spec.name}` WHERE {where}"
+        return await self._pool.run(f"read {spec.name}", read_text, spec, sql, client_id, params)
+
+    async def _digest(
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+    ) -> pl.DataFrame:
+        sql = digest.mysql_sql(spec, period, since)
+        params = (client_id,) if since is None else (client_id, since)
+
+        def op(conn: Connection) -> pl.DataFrame:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+            return digest.from_halves(pl.DataFrame(
+                rows, schema={c: pl.String() for c in ("product_id", "period", "rows", "h1", "h2")},
+                orient="row"))
+
+        return await self._pool.run(f"digest {spec.name}", op)
 
     async def _replace(self, write: Write) -> None:
         await self._pool.run(write.what, self._replace_on, write)
@@ -137,8 +156,16 @@ def _applied(cur: Cursor, write: Write, lock: bool = False) -> int | None:
     return None if row is None else int(row[0])
 
 
+def _where(client_id: str, since: dt.date | None) -> tuple[str, tuple[object, ...]]:
+    """The WHERE clause of a client's rows (from `since` on) and its parameters."""
+    if since is None:
+        return "`client_id` = %s", (client_id,)
+    return "`client_id` = %s AND `date` >= %s", (client_id, since)
+
+
 def _delete_and_insert(cur: Cursor, write: Write, statements: list[str]) -> None:
-    cur.execute(f"DELETE FROM `{write.spec.name}` WHERE `client_id` = %s", (write.client_id,))
+    where, params = _where(write.client_id, write.since)
+    cur.execute(f"DELETE FROM `{write.spec.name}` WHERE {where}", params)
     for sql in statements:
         cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
 

@@ -1,9 +1,9 @@
 """The MySQL text protocol both ways, through pymysql: reads parsed by polars column by column, and
 multi-row `INSERT ... VALUES` batches whose literals polars builds for whole columns.
 
-- Reads: one `SELECT ... WHERE client_id = %s`, streamed with an unbuffered cursor and turned into
-  polars per chunk. pymysql is given no decoders, so every value arrives as text and polars parses
-  whole columns (much faster than pymysql's per-value converters).
+- Reads: one `SELECT ... WHERE client_id = %s [AND date >= %s]`, streamed with an unbuffered
+  cursor and turned into polars per chunk. pymysql is given no decoders, so every value arrives
+  as text and polars parses whole columns (much faster than pymysql's per-value converters).
 - Writes: `INSERT ... VALUES (...),(...)` batches (`batch_rows`, 5000 by default, and at most
   `batch_bytes`, 4 MiB, per statement). The literals follow pymysql's escaping rules (its
   `escape_string` table, or doubled quotes when the server runs with NO_BACKSLASH_ESCAPES).
@@ -31,12 +31,14 @@ _READ_CHUNK = 100_000
 
 
 def read_text(
-    conn: pymysql.connections.Connection, spec: TableSpec, sql: str, client_id: str
+    conn: pymysql.connections.Connection, spec: TableSpec, sql: str, client_id: str,
+    params: tuple[object, ...],
 ) -> pl.DataFrame:
+    """`sql` (a SELECT of the spec's columns but client_id, with `params`) read as the spec."""
     chunks: list[pl.DataFrame] = []
     text_schema = pl.Schema({c: pl.String() for c in spec.columns if c != "client_id"})
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(sql, (client_id,))
+        cur.execute(sql, params)
         while rows := cur.fetchmany(_READ_CHUNK):
             text = pl.DataFrame(rows, schema=text_schema, orient="row")
             chunks.append(_parse(spec, text.with_columns(client_id=pl.lit(client_id, pl.String))))
