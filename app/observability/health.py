@@ -86,10 +86,12 @@ class HealthCollector(Collector):
         healthy.add_metric([], 0 if problems else 1)
         paused = GaugeMetricFamily(
             "secretmagic_stream_paused",
-            "1 for each stream this instance has paused to wait out an outage of the store",
+            "1 while this instance has paused reading the stream to wait out an outage of the "
+            "store, else 0",
             labels=["stream"])
-        for stream in self.health.details.get("waiting") or {}:
-            paused.add_metric([stream], 1)
+        waiting = self.health.details.get("waiting") or {}
+        for stream in sorted({*(self.health.details.get("streams") or ()), *waiting}):
+            paused.add_metric([stream], 1 if stream in waiting else 0)
         yield healthy
         yield paused
 

@@ -54,6 +54,10 @@ CONFIG_RELOADS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+# Both results exported from the start, at 0: Prometheus' increase() sees the first rejection
+# only if the series existed before it (alerts.yml SecretmagicConfigReloadRejected).
+for _result in ("applied", "rejected"):
+    CONFIG_RELOADS.labels(_result)
 PUBLISHED = Counter(
     "secretmagic_published_total",
     "Events published by stream and route (direct, outbox, disabled)",
