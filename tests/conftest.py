@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pymysql
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from store import parse_dsn
 from tests import services
@@ -71,3 +72,12 @@ def keys(r: redis.Redis) -> Iterator[Keys]:
     k = Keys(r)
     yield k
     k.cleanup()
+
+
+@pytest.fixture
+async def ar(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the session's Redis (what a test's keys it mints are deleted at the
+    end of the session)."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()

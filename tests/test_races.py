@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -36,14 +35,6 @@ from tests.harness import (
 from tests.services import private_redis, wait_for
 
 GROUP = unique("test-races-group")
-
-
-@pytest.fixture
-async def r(redis_url: str) -> Any:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.delete(dlq_stream(GROUP))
-    await client.aclose()
 
 
 class Slow:
@@ -85,7 +76,7 @@ async def copies_settled(r: aioredis.Redis, stream: str) -> bool:
 
 @pytest.mark.parametrize("consumers", [1, 2])
 async def test_a_copy_arriving_while_the_first_runs_is_acked_once_it_succeeds(
-        r: aioredis.Redis, redis_url: str, consumers: int) -> None:
+        ar: aioredis.Redis, redis_url: str, consumers: int) -> None:
     stream, slow = unique("twice"), Slow(work_s=0.4)
     cfg = config([stream], group=GROUP, batch_size=1, concurrency=2)
     fields = job()
@@ -93,47 +84,47 @@ async def test_a_copy_arriving_while_the_first_runs_is_acked_once_it_succeeds(
         for i in range(consumers):
             await stack.enter_async_context(
                 worker(slow.routes(stream), redis_url, cfg, consumer=f"w{i}"))
-        await r.xadd(stream, fields)
-        await r.xadd(stream, fields)  # the same event again, about a millisecond later
-        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
-    sent, handled, dead = 2, len(slow.handled), await r.xlen(dlq_stream(GROUP))
+        await ar.xadd(stream, fields)
+        await ar.xadd(stream, fields)  # the same event again, about a millisecond later
+        await wait_until(lambda: copies_settled(ar, stream), 20, "both copies acked")
+    sent, handled, dead = 2, len(slow.handled), await ar.xlen(dlq_stream(GROUP))
     duplicates = sent - handled - dead
     print(f"consumers={consumers} sent={sent} handled={handled} duplicate={duplicates} "
           f"dead_lettered={dead} lost={sent - handled - duplicates - dead}")
     assert slow.attempts == [fields["event_id"]]  # never handled twice, never at once
     assert (handled, duplicates, dead) == (1, 1, 0)
     assert slow.peak == 1
-    assert await r.get(seen_key(GROUP, fields["event_id"])) is not None  # remembered as done
+    assert await ar.get(seen_key(GROUP, fields["event_id"])) is not None  # remembered as done
 
 
-async def test_a_copy_waiting_for_a_failed_first_copy_is_handled(r: aioredis.Redis,
+async def test_a_copy_waiting_for_a_failed_first_copy_is_handled(ar: aioredis.Redis,
                                                                  redis_url: str) -> None:
     stream, slow = unique("retry-copy"), Slow(work_s=0.3, fail=1)
     cfg = config([stream], group=GROUP, batch_size=1, concurrency=2)
     fields = job()
     async with worker(slow.routes(stream), redis_url, cfg):
-        await r.xadd(stream, fields)
-        await r.xadd(stream, fields)
-        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
+        await ar.xadd(stream, fields)
+        await ar.xadd(stream, fields)
+        await wait_until(lambda: copies_settled(ar, stream), 20, "both copies acked")
     assert slow.attempts == [fields["event_id"]] * 2  # the failure, then one success
     assert slow.handled == [fields["event_id"]]
     assert slow.peak == 1
-    assert await r.xlen(dlq_stream(GROUP)) == 0
+    assert await ar.xlen(dlq_stream(GROUP)) == 0
 
 
 async def test_waiting_for_another_copy_is_not_counted_towards_max_deliveries(
-        r: aioredis.Redis, redis_url: str) -> None:
+        ar: aioredis.Redis, redis_url: str) -> None:
     # The first copy runs for longer than max_deliveries backoffs of the second one.
     stream, slow = unique("long-copy"), Slow(work_s=1.5)
     cfg = config([stream], group=GROUP, batch_size=1, concurrency=2, max_deliveries=2,
                  backoff={"base_ms": 100, "factor": 1.0, "max_ms": 100, "jitter": 0.0})
     fields = job()
     async with worker(slow.routes(stream), redis_url, cfg):
-        await r.xadd(stream, fields)
-        await r.xadd(stream, fields)
-        await wait_until(lambda: copies_settled(r, stream), 20, "both copies acked")
+        await ar.xadd(stream, fields)
+        await ar.xadd(stream, fields)
+        await wait_until(lambda: copies_settled(ar, stream), 20, "both copies acked")
     assert slow.handled == [fields["event_id"]]
-    assert await r.xlen(dlq_stream(GROUP)) == 0  # waited ~10 deliveries, none counted
+    assert await ar.xlen(dlq_stream(GROUP)) == 0  # waited ~10 deliveries, none counted
 
 
 # --- the lost update (issue 13): a paused instance must not overwrite newer features ----------

@@ -6,7 +6,7 @@ start about streams it reads and handlers it does not run.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,20 +20,14 @@ from tests.harness import Entries, config, job, unique, wait_until, worker
 GROUP = unique("test-routing-group")
 
 
-@pytest.fixture
-async def r(redis_url: str) -> Any:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.delete(dlq_stream(GROUP))
-    await client.aclose()
-
-
-async def dead_letters(r: aioredis.Redis) -> list[dict[str, str]]:
+async def dead_letters(r: aioredis.Redis, stream: str) -> list[dict[str, str]]:
+    """The group's dead letters from `stream` (the group's DLQ is shared by this module)."""
     entries = cast(Entries, await r.xrange(dlq_stream(GROUP)))
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+    found = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+    return [f for f in found if f["dlq_stream"] == stream]
 
 
-async def test_each_event_type_of_a_stream_reaches_its_own_handler(r: aioredis.Redis,
+async def test_each_event_type_of_a_stream_reaches_its_own_handler(ar: aioredis.Redis,
                                                                    redis_url: str) -> None:
     stream = unique("mixed")
     got: dict[str, list[str]] = {"placed": [], "cancelled": []}
@@ -51,13 +45,13 @@ async def test_each_event_type_of_a_stream_reaches_its_own_handler(r: aioredis.R
             for kind in ("placed", "cancelled")}
     stray = job(event_type="order_refunded")
     for a, b in zip(sent["placed"], sent["cancelled"], strict=True):
-        await r.xadd(stream, a)
-        await r.xadd(stream, b)
-    await r.xadd(stream, stray)
+        await ar.xadd(stream, a)
+        await ar.xadd(stream, b)
+    await ar.xadd(stream, stray)
     async with worker(routes, redis_url, config([stream], group=GROUP)):
         await wait_until(lambda: len(got["placed"]) + len(got["cancelled"]) == 6, 15,
                          "six events handled")
-        (dead,) = await wait_until(lambda: dead_letters(r), 10, "the stray event dead-lettered")
+        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10, "the stray event dead-lettered")
     for kind in got:
         assert got[kind] == [f["event_id"] for f in sent[kind]]
     assert dead["event_id"] == stray["event_id"]
@@ -66,7 +60,7 @@ async def test_each_event_type_of_a_stream_reaches_its_own_handler(r: aioredis.R
 
 
 async def test_a_batch_handler_gets_every_entry_of_a_read_and_the_policy_per_entry(
-        r: aioredis.Redis, redis_url: str) -> None:
+        ar: aioredis.Redis, redis_url: str) -> None:
     stream = unique("batch")
     calls: list[list[str]] = []
     single: list[str] = []
@@ -87,17 +81,17 @@ async def test_a_batch_handler_gets_every_entry_of_a_read_and_the_policy_per_ent
     batch = [job(event_type="audit_logged", n=i) for i in range(5)]
     plain = job()
     for fields in [*batch[:3], plain, *batch[3:]]:
-        await r.xadd(stream, fields)
+        await ar.xadd(stream, fields)
     async with worker(routes, redis_url, config([stream], group=GROUP, batch_size=50)):
         await wait_until(lambda: len(calls) >= 2, 15, "the batch handled after its retry")
         assert single == [plain["event_id"]]
         ids = [f["event_id"] for f in batch]
         assert calls[0] == ids  # one call with all five, in stream order
         assert sorted(calls[1]) == sorted(ids)  # redelivered together by the claim loop
-        await wait_until(lambda: _no_pending(r, stream), 10, "every entry acked")
+        await wait_until(lambda: _no_pending(ar, stream), 10, "every entry acked")
         poisoned = job(event_type="audit_logged", poison=True)
-        await r.xadd(stream, poisoned)
-        (dead,) = await wait_until(lambda: dead_letters(r), 10, "the poisoned batch in the DLQ")
+        await ar.xadd(stream, poisoned)
+        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10, "the poisoned batch in the DLQ")
     assert calls[-1] == [poisoned["event_id"]]
     assert dead["event_id"] == poisoned["event_id"]
     assert dead["dlq_error"] == "a poisoned audit record"
