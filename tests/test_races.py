@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import signal
 from pathlib import Path
@@ -20,13 +19,15 @@ from core.errors import RetryableError
 from core.events import Event
 from core.keys import dlq_stream, seen_key
 from handlers.routing import Routes
-from store import open_store
 from tests.harness import (
     AppProcess,
     app_processes,
     config,
+    daily,
     job,
     messenger_env,
+    store_read,
+    store_write,
     unique,
     wait_until,
     worker,
@@ -130,26 +131,6 @@ async def test_waiting_for_another_copy_is_not_counted_towards_max_deliveries(
 # --- the lost update (issue 13): a paused instance must not overwrite newer features ----------
 
 
-async def _write_sales(dsn: str, client: str, qty: float, days: int) -> None:
-    store = open_store(dsn)
-    try:
-        await store.create_tables()
-        await store.replace("sales", client, pl.DataFrame({
-            "product_id": ["p"] * days,
-            "date": [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(days)],
-            "qty": [qty] * days, "amount": [1.0] * days}))
-    finally:
-        await store.close()
-
-
-async def _features(dsn: str, client: str) -> pl.DataFrame:
-    store = open_store(dsn)
-    try:
-        return await store.read("features", client)
-    finally:
-        await store.close()
-
-
 def test_a_paused_instance_does_not_overwrite_newer_features(mysql_database: str,
                                                              tmp_path: Path) -> None:
     """Instance A reads client C's data, then freezes (SIGSTOP) before writing; the integrator
@@ -157,7 +138,7 @@ def test_a_paused_instance_does_not_overwrite_newer_features(mysql_database: str
     from the older data is refused (Superseded) and the store keeps B's features."""
     client = unique("client-paused")
     os.mkfifo(tmp_path / "go")
-    asyncio.run(_write_sales(mysql_database, client, qty=1.0, days=10))  # the older data
+    asyncio.run(store_write(mysql_database, "sales", client, daily(10, 1.0)))  # the older data
     with private_redis() as server:  # the production streams, on a Redis of the test's own
         env = {**messenger_env(server.url), "STORE_DSN": mysql_database,
                "PAUSE_CLIENT": client, "PAUSE_DIR": str(tmp_path)}
@@ -176,16 +157,16 @@ def test_a_paused_instance_does_not_overwrite_newer_features(mysql_database: str
             a.signal(signal.SIGSTOP)  # frozen between its read and its write
             with app_processes(b):
                 b.wait_output("consuming sales-updates")
-                asyncio.run(_write_sales(mysql_database, client, qty=5.0, days=20))  # newer
+                asyncio.run(store_write(mysql_database, "sales", client, daily(20, 5.0)))  # newer
                 r.xadd("sales-updates", job(client, event_type="sales_updated"))
                 wait_for(lambda: r.xlen("features-updates") == 1, 60, "B's features_updated")
-                newer = asyncio.run(_features(mysql_database, client))
+                newer = asyncio.run(store_read(mysql_database, "features", client))
                 a.signal(signal.SIGCONT)
                 (tmp_path / "go").write_text("go")
                 a.wait_output("superseded: the store holds results of a newer event")
                 wait_for(lambda: r.xpending("sales-updates", "secretmagic-group")["pending"]
                          == 0, 60, "A's stale run settled")
-        after = asyncio.run(_features(mysql_database, client))
+        after = asyncio.run(store_read(mysql_database, "features", client))
         published = r.xlen("features-updates")
     print(f"sent=2 handled=1 superseded=1 published={published} lost=0")
     assert published == 1  # A published nothing for its stale run

@@ -9,7 +9,7 @@ from typing import Any
 from redis.sentinel import Sentinel
 
 from core.keys import dlq_stream
-from tests.harness import AppProcess, app_processes, config, job, unique, write_config
+from tests.harness import AppProcess, app_processes, config, job, tally, unique, write_config
 from tests.services import HOST, wait_for
 from tests.topologies import sentinel_setup
 
@@ -46,10 +46,8 @@ def test_the_master_killed_mid_flow_loses_nothing(tmp_path: Path) -> None:
                      "nothing pending")
         done = handled(log)
         dead = r.xlen(dlq_stream(GROUP))
-        lost = len(kept - set(done)) - dead
-        print(f"master {old} killed, {setup.current_master()} promoted: produced=300 "
-              f"kept by Redis={len(kept)} handled={len(set(done))} "
-              f"duplicates={len(done) - len(set(done))} dead_lettered={dead} lost={lost}")
+        lost = tally(kept, done, dead, f"master {old} killed, {setup.current_master()} "
+                     "promoted, 300 sent")
         assert lost == 0 and dead == 0
         assert len(done) - len(set(done)) <= 25  # one read batch, at most
         assert app.output.count("is unreachable; waiting for it") <= len(streams)

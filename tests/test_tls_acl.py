@@ -4,14 +4,12 @@ docs/redis-acl.md, on redis-server processes of the tests' own (Redis 7: `%R~` k
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 import redis
 
@@ -20,13 +18,14 @@ from app.connection import sync_client
 from core.events import Event
 from handlers.routing import Routes
 from settings import MessengerSettings
-from store import open_store
 from tests.harness import (
     ROOT,
     AppProcess,
     app_processes,
     config,
+    daily,
     job,
+    store_write,
     unique,
     wait_until,
     worker,
@@ -82,20 +81,25 @@ def test_a_server_that_fails_verification_stops_the_start_with_one_line(
     with tls_redis(served_by) as server:
         env = {"MESSENGER_HOST": HOST, "MESSENGER_PORT": str(server.port), "MESSENGER_TLS": "1",
                "MESSENGER_TLS_CA_FILE": str(ca), "RECORDER_STREAMS": unique("tls")}
-        app = AppProcess("tests.apps.recorder:app", env, tmp_path, f"tls-{case[6:10]}").start()
-        try:
-            assert app.wait(60) == 2
-        finally:
-            app.stop()
-        lines = [ln for ln in app.output.splitlines() if ln.startswith("secretmagic:")]
-        assert len(lines) == 1, app.output[-2000:]
-        assert "failed the TLS check (MESSENGER_TLS_*)" in lines[0]
-        assert ("certificate verify failed" in lines[0]) if case == "wrong CA" else (
-            "match" in lines[0] or "mismatch" in lines[0])
+        line = start_error(AppProcess("tests.apps.recorder:app", env, tmp_path,
+                                      f"tls-{case[6:10]}"))
+        assert "failed the TLS check (MESSENGER_TLS_*)" in line
+        assert ("certificate verify failed" in line) if case == "wrong CA" else "match" in line
         if case == "wrong host name":  # … which an operator may switch off, knowingly
             relaxed = MessengerSettings(host=HOST, port=server.port, tls=True, tls_ca_file=ca,
                                         tls_check_hostname=False)
             assert sync_client(relaxed).ping()
+
+
+def start_error(app: AppProcess) -> str:
+    """The one line a process that refuses to start prints (it must exit with code 2)."""
+    try:
+        assert app.start().wait(60) == 2
+    finally:
+        app.stop()
+    lines = [ln for ln in app.output.splitlines() if ln.startswith("secretmagic:")]
+    assert len(lines) == 1, app.output[-2000:]
+    return lines[0]
 
 
 # --- ACL ---------------------------------------------------------------------------------------
@@ -141,7 +145,7 @@ def test_the_seed_flow_runs_under_the_documented_acl_user(
         acl_redis: PrivateRedis, mysql_database: str, tmp_path: Path) -> None:
     _as_user(acl_redis, documented_rule())
     client = f"client-{unique('acl')}"
-    asyncio.run(_seed_sales(mysql_database, client))
+    asyncio.run(store_write(mysql_database, "sales", client, daily(10, 1.0)))
     env = {"MESSENGER_HOST": HOST, "MESSENGER_PORT": str(acl_redis.port),
            "MESSENGER_USERNAME": "secretmagic", "MESSENGER_PASSWORD": PASSWORD,
            "STORE_DSN": mysql_database}
@@ -163,24 +167,7 @@ def test_a_user_lacking_one_permission_fails_at_start_naming_it(
     _as_user(acl_redis, documented_rule().replace(" +xack", ""))
     env = {"MESSENGER_HOST": HOST, "MESSENGER_PORT": str(acl_redis.port),
            "MESSENGER_USERNAME": "secretmagic", "MESSENGER_PASSWORD": PASSWORD}
-    app = AppProcess("app:app", env, tmp_path, "acl-2").start()
-    try:
-        assert app.wait(60) == 2
-    finally:
-        app.stop()
-    lines = [ln for ln in app.output.splitlines() if ln.startswith("secretmagic:")]
-    assert len(lines) == 1, app.output[-2000:]
-    assert "the Redis user may not xack on 'sales-updates'" in lines[0]
-    assert "docs/redis-acl.md" in lines[0] and PASSWORD not in app.output
-
-
-async def _seed_sales(dsn: str, client: str) -> None:
-    store = open_store(dsn)
-    try:
-        await store.create_tables()
-        await store.replace("sales", client, pl.DataFrame({
-            "product_id": ["p"] * 10,
-            "date": [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(10)],
-            "qty": [float(i) for i in range(10)], "amount": [1.0] * 10}))
-    finally:
-        await store.close()
+    app = AppProcess("app:app", env, tmp_path, "acl-2")
+    line = start_error(app)
+    assert "the Redis user may not xack on 'sales-updates'" in line
+    assert "docs/redis-acl.md" in line and PASSWORD not in app.output
