@@ -9,9 +9,14 @@
     store = open_store("starrocks://user:pass@host:9030/db")    # MySQL protocol, StarRocks DDL
 
     await store.create_tables()
-    await store.replace("features", "client-1", frame)   # the client's rows become exactly `frame`
-    await store.replace("features", "client-1", frame, version=wire.position(entry_id))
-    frame = await store.read("features", "client-1")
+    await store.replace("bom", "client-1", frame)     # the client's rows become exactly `frame`
+    frame = await store.read("bom", "client-1")
+
+    # incremental: a run serving stream entry `entry_id`, rewriting from `since` on
+    sales = await store.read("sales", "client-1", since=since - warm_up)
+    await store.replace("daily_features", "client-1", wide, since=since,
+                        version=wire.position(entry_id))
+    changed = await store.digest("sales", "client-1")  # per product and month, on the server
 
 `open_store` does no I/O: it validates the DSN (ValueError naming the problem, with the password
 masked as ***) and the backend connects on first use. Every method is a coroutine; blocking I/O
@@ -40,15 +45,38 @@ failures raise `core.errors.RetryableError`; a request that can never succeed (m
 wrong schema, a bad value, a frame that does not fit the table) raises `core.errors.FatalError`.
 Unknown table names and bad arguments raise ValueError. Messages never contain the password.
 
+Incremental I/O: `read(..., since=d)` returns the client's rows dated d or later;
+`replace(..., since=d)` makes exactly those rows the frame (every frame row must be dated d or
+later, earlier rows stay as they are); both only for tables with a `date`. `digest(table, client,
+period="day"|"week"|"month", since=)` gives per (product_id, period) the row count and a checksum
+computed in SQL: comparing it with the digest kept from the last recompute (`input_digests`,
+store.digest.changed_since) tells from which period each product changed, without moving rows.
+
 Tables (key columns marked *, client_id first in every key):
 
-    sales         client_id*, product_id*, date*, qty f64, amount f64
-    stock         client_id*, product_id*, date*, on_hand f64
-    bom           client_id*, parent_id*, child_id*, qty_per f64
-    products      client_id*, product_id*, name, category, active bool
-    features      client_id*, product_id*, date*, feature*, value f64      (+ computed_at)
-    bom_exploded  client_id*, product_id*, component_id*, quantity f64, depth i32  (+ computed_at)
-    product_meta  client_id*, product_id*, category, active bool           (+ refreshed_at)
+    sales            client_id*, product_id*, date*, qty f64, amount f64
+    stock            client_id*, product_id*, date*, on_hand f64
+    bom              client_id*, parent_id*, child_id*, qty_per f64
+    products         client_id*, product_id*, name, category, active bool
+    features         client_id*, product_id*, date*, feature*, value f64  (long; + computed_at)
+    bom_exploded     client_id*, product_id*, component_id*, quantity f64, depth i32 (+ stamp)
+    product_meta     client_id*, product_id*, category, active bool  (+ refreshed_at)
+    daily_features   client_id*, product_id*, date*, then one f64 column per feature (+ computed_at)
+    feature_profiles client_id*, product_id*, kind*, period* i32, value f64  (+ computed_at)
+    input_digests    client_id*, source*, product_id*, period* date, rows i64, checksum i64
+
+daily_features is the feature store's table (Feast/Hopsworks layout): its feature columns are
+store.schema.feature_columns(params) (ema_{s}, ma_{w}, std_{w}, lag_{k}, stock_on_hand,
+days_of_cover). A write may bring columns the table lacks: the store adds them (ADD COLUMN, once,
+safe when instances race). A feature dropped from the parameters keeps its column: it is no
+longer written, so it is null in every row written after the change and keeps its old values in
+rows not rewritten since (a `since` write leaves the earlier rows alone); drop the column by hand
+when no reader needs it. Reads return the keys and then every feature column the table has,
+sorted by name. Seasonality is a fact about a product, not a day: feature_profiles holds it,
+kind "dow" (period 1 = Monday .. 7) or "moy" (1 = January .. 12). A trainer reads a client:
+
+    SELECT * FROM daily_features WHERE client_id = 'c1'            -- any SQL client
+    frame = await open_store(dsn).read("daily_features", "c1")   # polars
 
 Ids and names are Utf8, dates pl.Date. Reads return exactly these columns with these dtypes, also
 when empty; row order is unspecified. The stamp columns (computed_at/refreshed_at, UTC) are set by

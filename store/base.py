@@ -12,7 +12,7 @@ import polars as pl
 from core import wire
 from core.errors import FatalError, Superseded
 from store.digest import PERIODS, Period, dated_spec, digestible_spec
-from store.frames import check_client_id, check_since, check_version, conform
+from store.frames import check_client_id, check_since, check_version, conform, writable_spec
 from store.schema import TableSpec, table_spec
 
 
@@ -63,6 +63,7 @@ class BaseStore(ABC):
         if since is not None:
             since = check_since(dated_spec(spec), since)
         version = wire.position_now() if version is None else check_version(version)
+        spec = writable_spec(spec, frame)
         rows = conform(spec, client_id, frame)
         if since is not None and (early := rows.filter(pl.col("date") < since)).height:
             raise FatalError(

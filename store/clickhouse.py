@@ -77,6 +77,7 @@ class ClickHouseStore(BaseStore):
         self._client_lock = threading.Lock()
         self._closed = False
         self._where = f"{self.name} store at {dsn.where}/{dsn.database}"
+        self._features: dict[str, set[str]] = {}  # the columns a wide table is known to have
 
     def __repr__(self) -> str:
         return f"<ClickHouseStore {self.name} {self._dsn.where}/{self._dsn.database}>"
@@ -209,7 +210,7 @@ class ClickHouseStore(BaseStore):
         await self._run("ping", lambda client: client.command("SELECT 1"))
 
     async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
-        cols = ", ".join(f"`{c}`" for c in spec.columns)
+        cols = "*" if spec.extensible else ", ".join(f"`{c}`" for c in spec.columns)
         sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE {_WHERE[since is not None]}"
         return await self._run(f"read {spec.name}", _read, spec, sql, _params(client_id, since))
 
@@ -221,6 +222,10 @@ class ClickHouseStore(BaseStore):
             f"digest {spec.name}", _read, _DIGEST, sql, _params(client_id, since))
 
     async def _replace(self, write: Write) -> None:
+        spec = write.spec
+        if spec.extensible and not set(spec.values) <= self._features.get(spec.name, set()):
+            await self._run(f"add columns to {spec.name}", _add_features, spec)
+            self._features[spec.name] = set(spec.values) | self._features.get(spec.name, set())
         await self._run(write.what, _replace, write)
 
     async def close(self) -> None:
@@ -249,11 +254,20 @@ def _params(client_id: str, since: dt.date | None) -> dict[str, object]:
 
 def _read(client: Any, spec: TableSpec, sql: str, params: dict[str, object]) -> pl.DataFrame:
     table = client.query_arrow(sql, parameters=params, use_strings=True)
+    if spec.extensible:
+        spec = spec.as_read(table.column_names)
     if table.num_rows == 0:
         return pl.DataFrame(schema=spec.schema)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return cast_read(spec, frame)
+
+
+def _add_features(client: Any, spec: TableSpec) -> None:
+    """ADD COLUMN IF NOT EXISTS for a write's feature columns (a metadata change; idempotent)."""
+    sql_type = dialect.column_type("clickhouse", pl.Float64(), key=False)
+    for name in spec.values:
+        client.command(dialect.add_column("clickhouse", spec.name, name, sql_type))
 
 
 def _replace(client: Any, write: Write) -> None:

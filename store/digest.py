@@ -55,6 +55,8 @@ def dated_spec(spec: TableSpec) -> TableSpec:
 def digestible_spec(spec: TableSpec) -> TableSpec:
     """`spec` if it can be digested: a product_id and a date, other values floats or key strings."""
     dated_spec(spec)
+    if spec.extensible:
+        raise ValueError(f"table {spec.name} is a wide table: digests are for the input tables")
     if "product_id" not in spec.key:
         raise ValueError(f"table {spec.name} has no product_id: it cannot be digested")
     odd = [c for c in _hashed(spec) if c != "date" and spec.schema[c] != pl.Float64

@@ -8,10 +8,11 @@ import datetime as dt
 import polars as pl
 
 from core.errors import FatalError
-from store.schema import TableSpec
+from store.schema import FEATURE_COLUMN, VERSION, TableSpec
 
 __all__ = [
     "cast_read", "check_client_id", "check_since", "check_version", "conform", "empty_frame",
+    "writable_spec",
 ]
 
 
@@ -37,6 +38,21 @@ def check_since(spec: TableSpec, since: dt.date) -> dt.date:
 
 def empty_frame(spec: TableSpec) -> pl.DataFrame:
     return pl.DataFrame(schema=spec.schema)
+
+
+def writable_spec(spec: TableSpec, frame: pl.DataFrame) -> TableSpec:
+    """The spec a frame is written as: `spec` itself, or for a wide table `spec` extended by the
+    frame's feature columns (FatalError naming a column that cannot be a feature column)."""
+    if not spec.extensible or not isinstance(frame, pl.DataFrame):
+        return spec
+    features = [c for c in frame.columns if c not in spec.schema]
+    reserved = {spec.stamp, VERSION, "_deleted"}
+    bad = [c for c in features if c in reserved or not FEATURE_COLUMN.match(c)]
+    if bad:
+        raise FatalError(
+            f"{spec.name}: {bad} cannot be feature columns (lower-case identifiers of at most 63 "
+            f"characters, not {sorted(n for n in reserved if n)})")
+    return spec.extended(features)
 
 
 def conform(spec: TableSpec, client_id: str, frame: pl.DataFrame) -> pl.DataFrame:

@@ -6,14 +6,18 @@ The tables and the contract of their columns are listed in store/__init__.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
 import polars as pl
 
-__all__ = ["ALL_TABLES", "FENCE", "STAMP_DTYPE", "TABLES", "VERSION", "TableSpec", "table_spec"]
+__all__ = [
+    "ALL_TABLES", "FEATURE_COLUMN", "FENCE", "STAMP_DTYPE", "TABLES", "VERSION", "FeatureParams",
+    "TableSpec", "feature_columns", "table_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,20 @@ class TableSpec:
     key: tuple[str, ...]
     stamp: str | None = None  # a UTC timestamp the store sets on every replace (not read back)
     owner: str = "secretmagic"  # who writes it: "integrator" (inputs) or "secretmagic" (outputs)
+    # A wide table: besides `schema` it has one nullable Float64 column per feature, added
+    # (ADD COLUMN) when a write brings a new one; reads return those the table has.
+    extensible: bool = False
+
+    def extended(self, features: Iterable[str]) -> TableSpec:
+        """This wide table with these feature columns (after the key columns, sorted by name)."""
+        extra = {name: pl.Float64() for name in sorted(set(features) - set(self.schema))}
+        return replace(self, schema=pl.Schema({**self.schema, **extra}))
+
+    def as_read(self, names: Iterable[str]) -> TableSpec:
+        """A wide table as a read found it: with the feature columns among `names` (the table's
+        columns; the store's own, such as the stamp and the version, are left out)."""
+        internal = {self.stamp, VERSION, "_deleted"}
+        return self.extended(n for n in names if n not in self.schema and n not in internal)
 
     @property
     def columns(self) -> list[str]:
@@ -46,9 +64,9 @@ _S, _D, _F = pl.String(), pl.Date(), pl.Float64()
 
 def _spec(
     table: str, key: tuple[str, ...], stamp: str | None = None, owner: str = "secretmagic", /,
-    **cols: pl.DataType,
+    extensible: bool = False, **cols: pl.DataType,
 ) -> TableSpec:
-    return TableSpec(table, pl.Schema(cols), key, stamp, owner)
+    return TableSpec(table, pl.Schema(cols), key, stamp, owner, extensible)
 
 
 _IN = "integrator"
@@ -73,6 +91,13 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   client_id=_S, product_id=_S, component_id=_S, quantity=_F, depth=pl.Int32()),
             _spec("product_meta", ("client_id", "product_id"), "refreshed_at",
                   client_id=_S, product_id=_S, category=_S, active=pl.Boolean()),
+            # the feature store (Feast/Hopsworks layout): one row per product and day, one column
+            # per feature (feature_columns); per-product seasonality profiles beside it
+            _spec("daily_features", ("client_id", "product_id", "date"), "computed_at",
+                  extensible=True, client_id=_S, product_id=_S, date=_D),
+            _spec("feature_profiles", ("client_id", "product_id", "kind", "period"),
+                  "computed_at", client_id=_S, product_id=_S, kind=_S, period=pl.Int32(),
+                  value=_F),
             # what the last recompute read, per source table (store.digest)
             _spec("input_digests", ("client_id", "source", "product_id", "period"), "computed_at",
                   client_id=_S, source=_S, product_id=_S, period=_D, rows=pl.Int64(),
@@ -88,6 +113,34 @@ FENCE: Final = _spec("store_versions", ("client_id", "table_name"), "applied_at"
                      client_id=_S, table_name=_S)
 
 ALL_TABLES: Final[tuple[TableSpec, ...]] = (*TABLES.values(), FENCE)
+
+
+# A feature column's name: it becomes a column of every backend, so a plain lower-case identifier.
+FEATURE_COLUMN: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class FeatureParams(Protocol):
+    """What feature_columns reads of the feature parameters (features.FeatureParams has it)."""
+
+    @property
+    def ema_spans(self) -> tuple[int, ...]: ...
+    @property
+    def ma_windows(self) -> tuple[int, ...]: ...
+    @property
+    def std_windows(self) -> tuple[int, ...]: ...
+    @property
+    def lags(self) -> tuple[int, ...]: ...
+
+
+def feature_columns(params: FeatureParams, stock: bool = True) -> list[str]:
+    """The daily_features columns for these parameters: ema_{s}, ma_{w}, std_{w}, lag_{k}, then
+    stock_on_hand and days_of_cover (cover needs an ma window). Seasonality profiles are not
+    columns: they go to feature_profiles."""
+    names = [f"ema_{s}" for s in params.ema_spans] + [f"ma_{w}" for w in params.ma_windows]
+    names += [f"std_{w}" for w in params.std_windows] + [f"lag_{k}" for k in params.lags]
+    if stock:
+        names += ["stock_on_hand", *(["days_of_cover"] if params.ma_windows else [])]
+    return names
 
 
 def table_spec(table: str) -> TableSpec:

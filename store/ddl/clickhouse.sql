@@ -98,6 +98,28 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`);
 
+CREATE TABLE IF NOT EXISTS `daily_features` (
+    `client_id`   String,
+    `product_id`  String,
+    `date`        Date32,
+    `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`    UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `product_id`, `date`);
+
+CREATE TABLE IF NOT EXISTS `feature_profiles` (
+    `client_id`   String,
+    `product_id`  String,
+    `kind`        String,
+    `period`      Int32,
+    `value`       Nullable(Float64),
+    `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`    UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `product_id`, `kind`, `period`);
+
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   String,
     `source`      String,

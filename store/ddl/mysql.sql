@@ -84,6 +84,26 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
     PRIMARY KEY (`client_id`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
+CREATE TABLE IF NOT EXISTS `daily_features` (
+    `client_id`   VARCHAR(191) NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
+    `date`        DATE NOT NULL,
+    `computed_at` DATETIME(6) NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`client_id`, `product_id`, `date`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
+CREATE TABLE IF NOT EXISTS `feature_profiles` (
+    `client_id`   VARCHAR(191) NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
+    `kind`        VARCHAR(191) NOT NULL,
+    `period`      INT NOT NULL,
+    `value`       DOUBLE NULL,
+    `computed_at` DATETIME(6) NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`client_id`, `product_id`, `kind`, `period`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
+
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   VARCHAR(191) NOT NULL,
     `source`      VARCHAR(191) NOT NULL,

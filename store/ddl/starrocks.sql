@@ -91,6 +91,26 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
 ) PRIMARY KEY (`client_id`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
+CREATE TABLE IF NOT EXISTS `daily_features` (
+    `client_id`   VARCHAR(255) NOT NULL,
+    `product_id`  VARCHAR(255) NOT NULL,
+    `date`        DATE NOT NULL,
+    `computed_at` DATETIME NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `product_id`, `date`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `feature_profiles` (
+    `client_id`   VARCHAR(255) NOT NULL,
+    `product_id`  VARCHAR(255) NOT NULL,
+    `kind`        VARCHAR(255) NOT NULL,
+    `period`      INT NOT NULL,
+    `value`       DOUBLE NULL,
+    `computed_at` DATETIME NOT NULL,
+    `_version`    BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `product_id`, `kind`, `period`)
+DISTRIBUTED BY HASH (`client_id`);
+
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   VARCHAR(255) NOT NULL,
     `source`      VARCHAR(255) NOT NULL,

@@ -25,6 +25,7 @@ import random
 import time
 
 import polars as pl
+import pymysql
 from pymysql.constants import SERVER_STATUS
 
 from core import logs
@@ -40,6 +41,7 @@ __all__ = ["MySQLStore"]
 
 log = logs.get("store")
 _RACE_ATTEMPTS = 4
+_DUPLICATE_COLUMN = 1060
 
 
 class MySQLStore(BaseStore):
@@ -54,25 +56,45 @@ class MySQLStore(BaseStore):
         self._pool = Pool(dsn, starrocks=self._starrocks)
         self.batch_rows = int(dsn.option("batch_rows", 5000))
         self.batch_bytes = int(dsn.option("batch_bytes", 4 * 1024 * 1024))
+        self._flavour = "starrocks" if self._starrocks else "mysql"
+        self._features: dict[str, set[str]] = {}  # the columns a wide table is known to have
 
     def __repr__(self) -> str:
         return f"<MySQLStore {self.name} {self._dsn.user}@{self._dsn.where}/{self._dsn.database}>"
 
     async def create_tables(self) -> None:
-        flavour = "starrocks" if self._starrocks else "mysql"
-
         def op(conn: Connection) -> None:
             with conn.cursor() as cur:
-                for sql in dialect.statements(flavour):
+                for sql in dialect.statements(self._flavour):
                     cur.execute(sql)
                 for spec in ALL_TABLES:  # tables made by an older version get its new columns
-                    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-                                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (spec.name,))
-                    for sql in dialect.upgrade(flavour, spec, {r[0] for r in cur.fetchall()}):
+                    for sql in dialect.upgrade(self._flavour, spec, _columns(cur, spec.name)):
                         log.warning("%s store: %s", self.name, sql)
                         cur.execute(sql)
 
         await self._pool.run("create_tables", op)
+
+    async def _add_features(self, spec: TableSpec) -> None:
+        """ADD COLUMN for the feature columns of a write that the wide table lacks (outside the
+        replace transaction: DDL commits implicitly)."""
+        wanted = set(spec.values)
+        if wanted <= self._features.get(spec.name, set()):
+            return
+        sql_type = dialect.column_type(self._flavour, pl.Float64(), key=False)
+
+        def op(conn: Connection) -> set[str]:
+            with conn.cursor() as cur:
+                have = _columns(cur, spec.name)
+                for name in sorted(wanted - have):
+                    log.info("%s store: new feature column %s.%s", self.name, spec.name, name)
+                    try:
+                        cur.execute(dialect.add_column(self._flavour, spec.name, name, sql_type))
+                    except pymysql.err.MySQLError as exc:
+                        if errno(exc) != _DUPLICATE_COLUMN:  # else: another instance added it
+                            raise
+            return have | wanted
+
+        self._features[spec.name] = await self._pool.run(f"add columns to {spec.name}", op)
 
     async def ping(self) -> None:
         def op(conn: Connection) -> None:
@@ -87,7 +109,8 @@ class MySQLStore(BaseStore):
 
     async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
         # client_id is not fetched (it is the argument): a column less for pymysql to parse.
-        cols = ", ".join(f"`{c}`" for c in spec.columns if c != "client_id")
+        cols = "*" if spec.extensible else ", ".join(
+            f"`{c}`" for c in spec.columns if c != "client_id")
         where, params = _where(client_id, since)
         sql = f"SELECT {cols} FROM `{spec.name}` WHERE {where}"
         return await self._pool.run(f"read {spec.name}", read_text, spec, sql, client_id, params)
@@ -109,6 +132,8 @@ class MySQLStore(BaseStore):
         return await self._pool.run(f"digest {spec.name}", op)
 
     async def _replace(self, write: Write) -> None:
+        if write.spec.extensible:
+            await self._add_features(write.spec)
         await self._pool.run(write.what, self._replace_on, write)
 
     def _replace_on(self, conn: Connection, write: Write) -> None:
@@ -145,6 +170,12 @@ class MySQLStore(BaseStore):
                     raise
                 log.info("%s store: %s lost a race (%s); again", self.name, write.what, exc)
                 time.sleep(0.02 * attempt * (1 + random.random()))
+
+
+def _columns(cur: Cursor, table: str) -> set[str]:
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
+    return {row[0] for row in cur.fetchall()}
 
 
 def _applied(cur: Cursor, write: Write, lock: bool = False) -> int | None:

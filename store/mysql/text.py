@@ -34,11 +34,15 @@ def read_text(
     conn: pymysql.connections.Connection, spec: TableSpec, sql: str, client_id: str,
     params: tuple[object, ...],
 ) -> pl.DataFrame:
-    """`sql` (a SELECT of the spec's columns but client_id, with `params`) read as the spec."""
+    """`sql` (a SELECT with `params`) read as the spec; client_id may be left out of the SELECT.
+    A wide table's SELECT * gives its feature columns."""
     chunks: list[pl.DataFrame] = []
-    text_schema = pl.Schema({c: pl.String() for c in spec.columns if c != "client_id"})
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
         cur.execute(sql, params)
+        names = [d[0] for d in cur.description or ()]
+        if spec.extensible:
+            spec = spec.as_read(names)
+        text_schema = pl.Schema({c: pl.String() for c in names})
         while rows := cur.fetchmany(_READ_CHUNK):
             text = pl.DataFrame(rows, schema=text_schema, orient="row")
             chunks.append(_parse(spec, text.with_columns(client_id=pl.lit(client_id, pl.String))))
