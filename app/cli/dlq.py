@@ -9,6 +9,7 @@ import typer
 from app import ops
 from app.cli.errors import EXIT_CONFIG, EXIT_FAILED, CliError
 from app.cli.output import JsonFlag, clean, entries
+from app.cli.progress import Progress
 from app.cli.session import Session
 from core.keys import dlq_stream
 
@@ -86,7 +87,11 @@ def replay(
     if bool(ids) == all_:
         raise CliError("dlq replay: give entry ids or --all (not both)", EXIT_CONFIG)
     session = Session.of(ctx)
-    result = ops.dlq_replay(session.redis, group, ops.ALL if all_ else ids or [])
+    r = session.redis
+    progress = Progress(session.err, "replayed", len(ids or []) or ops.dlq_length(r, group),
+                        quiet=as_json)
+    result = ops.dlq_replay(r, group, ops.ALL if all_ else ids or [], on_entry=progress.advance)
+    progress.close()
     if as_json:
         session.json(result.as_dict())
     else:
@@ -126,7 +131,9 @@ def purge(
         ):
             session.err.write("purge cancelled\n")
             raise typer.Exit(EXIT_FAILED)
-        purged = ops.dlq_purge(r, group, up_to=up_to)
+        progress = Progress(session.err, "purged", count, quiet=as_json)
+        purged = ops.dlq_purge(r, group, up_to=up_to, on_page=progress.advance)
+        progress.close()
     if as_json:
         session.json({"group": group, "dlq_stream": key, "purged": purged})
     elif newest:

@@ -1,15 +1,20 @@
-"""`secretmagic recompute`: run the handlers' pipelines for one client now, without the messenger
-(the store from STORE_DSN, the parameters from SECRETMAGIC_CONFIG)."""
+"""`secretmagic recompute`: run the handlers' pipelines for clients now, without the messenger
+(the store from STORE_DSN, the parameters from SECRETMAGIC_CONFIG). One client prints what was
+done; several (`--client` repeated, or `--clients-file` with one id a line, `-` for stdin) run
+one after another with progress on a terminal, and a client that fails does not stop the rest."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from app.cli.errors import EXIT_CONFIG, EXIT_FAILED, CliError
 from app.cli.output import JsonFlag, compact
+from app.cli.progress import Progress
 from app.cli.session import Session
 from core.errors import FatalError, RetryableError
 from core.wire import position_now
@@ -29,43 +34,88 @@ def _what(value: str) -> str:
     return value
 
 
-async def run(dsn: str, client_id: str, names: list[str], config: Config) -> dict[str, Any]:
-    """{"client_id": ..., <pipeline>: what it did} for each pipeline in `names`, in order."""
+async def run(dsn: str, client_ids: list[str], names: list[str], config: Config,
+              on_client: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Per client: {"client_id": ..., <pipeline>: what it did} for each pipeline in `names`, in
+    order; or {"client_id": ..., "error": why} for a client whose recompute failed."""
     store = open_store(dsn)
     try:
         await store.create_tables()
-        done: dict[str, Any] = {"client_id": client_id}
-        for name in names:  # asked for now: newer than any event the store has results of
-            result = await PIPELINES[name](store, client_id, config, position_now())
-            done[name] = result.model_dump()
-        return done
+        results = []
+        for client_id in client_ids:
+            done: dict[str, Any] = {"client_id": client_id}
+            try:
+                for name in names:  # asked for now: newer than any event the store has results of
+                    result = await PIPELINES[name](store, client_id, config, position_now())
+                    done[name] = result.model_dump()
+            except (FatalError, RetryableError, ValueError) as exc:
+                if len(client_ids) == 1:
+                    raise
+                done = {"client_id": client_id, "error": f"{type(exc).__name__}: {exc}"}
+            results.append(done)
+            if on_client is not None:
+                on_client()
+        return results
     finally:
         await store.close()
+
+
+def _clients(session: Session, given: list[str], path: str | None) -> list[str]:
+    listed = list(given)
+    if path is not None:
+        try:
+            lines = (session.stdin.read() if path == "-" else Path(path).read_text()).splitlines()
+        except OSError as exc:
+            raise CliError(f"--clients-file {path}: {exc.strerror}", EXIT_CONFIG) from None
+        listed += [line.strip() for line in lines if line.strip()]
+    if not listed:
+        raise CliError("recompute: give --client ID (repeatable) or --clients-file PATH",
+                       EXIT_CONFIG)
+    return list(dict.fromkeys(listed))  # each client once, in the order given
 
 
 @commands.command()
 def recompute(
     ctx: typer.Context,
-    client: Annotated[str, typer.Option(metavar="ID", help="the client_id")],
+    client: Annotated[list[str] | None, typer.Option(
+        metavar="ID", help="a client_id (repeat for several)")] = None,
+    clients_file: Annotated[str | None, typer.Option(
+        "--clients-file", metavar="PATH", help="client_ids, one a line (- for stdin)")] = None,
     what: Annotated[str, typer.Option(
         callback=_what, metavar="[" + "|".join(WHAT) + "]",
         help=f"what to recompute (all: {', '.join(PIPELINES)})")] = "all",
     as_json: JsonFlag = False,
 ) -> None:
-    """Recompute a client's results now, without the messenger (STORE_DSN, SECRETMAGIC_CONFIG)."""
+    """Recompute clients' results now, without the messenger (STORE_DSN, SECRETMAGIC_CONFIG)."""
     session = Session.of(ctx)
+    client_ids = _clients(session, client or [], clients_file)
     settings = session.settings
     try:
         config = load_config(settings.secretmagic_config)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_CONFIG) from None
     names = list(PIPELINES) if what == "all" else [what]
+    progress = Progress(session.err, "recomputed", len(client_ids),
+                        quiet=as_json or len(client_ids) == 1)
     try:
-        done = asyncio.run(run(session.dsn(settings.store_dsn), client, names, config))
+        results = asyncio.run(run(session.dsn(settings.store_dsn), client_ids, names, config,
+                                  on_client=progress.advance))
     except (FatalError, RetryableError, ValueError) as exc:
-        raise CliError(f"recompute for {client!r} failed: {exc}", EXIT_FAILED) from None
+        raise CliError(f"recompute for {client_ids[0]!r} failed: {exc}", EXIT_FAILED) from None
+    finally:
+        progress.close()
+    failed = [r for r in results if "error" in r]
     if as_json:
-        session.json(done)
-    else:
-        for key, value in done.items():
+        session.json(results[0] if len(results) == 1 else results)
+    elif len(results) == 1:
+        for key, value in results[0].items():
             session.print(f"{key:<18} {compact(value) if isinstance(value, dict) else value}")
+    else:
+        for done in results:
+            outcome = done.get("error") or compact({k: v for k, v in done.items()
+                                                    if k != "client_id"})
+            session.print(f"{done['client_id']:<18} {'FAILED ' if 'error' in done else ''}"
+                          f"{outcome}")
+        session.print(f"{len(results) - len(failed)} of {len(results)} clients recomputed")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)

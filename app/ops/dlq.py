@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, cast
 
 import redis
 
@@ -137,18 +137,20 @@ def _dlq_ids(r: Client, key: str) -> Iterator[str]:
 
 
 def dlq_replay(
-    r: Client, group: str, ids: Sequence[str] | Literal["all"]
+    r: Client, group: str, ids: Sequence[str] | Literal["all"],
+    on_entry: Callable[[], None] | None = None,
 ) -> ReplayResult:
     """Put DLQ entries back on their original streams, one at a time.
 
     For each entry: XADD the original fields (the dlq_* ones removed) to the original stream, and
     only once that succeeded XDEL it from the DLQ; any failure leaves the DLQ entry in place. If the
-    connection fails, the rest is not attempted (`aborted` says why).
+    connection fails, the rest is not attempted (`aborted` says why). `on_entry` is called after
+    each entry tried (progress).
     """
     key = keys.dlq_stream(group)
     result = ReplayResult(group=group)
     wanted = _dlq_ids(r, key) if ids == ALL else iter([check_id(i) for i in ids])
-    for dlq_id in wanted:
+    for dlq_id in _counted(wanted, on_entry):
         try:
             raw: Any = r.xrange(key, min=dlq_id, max=dlq_id, count=1)
             if not raw:
@@ -190,11 +192,21 @@ def dlq_replay(
     return result
 
 
-def dlq_purge(r: Client, group: str, up_to: str | None = None) -> int:
+def _counted(ids: Iterator[str], on_entry: Callable[[], None] | None) -> Iterator[str]:
+    """`ids`, calling `on_entry` once each has been dealt with (when the next is asked for)."""
+    for dlq_id in ids:
+        yield dlq_id
+        if on_entry is not None:
+            on_entry()
+
+
+def dlq_purge(r: Client, group: str, up_to: str | None = None,
+              on_page: Callable[[int], None] | None = None) -> int:
     """Delete the group's DLQ entries up to `up_to` (default: the last one now); how many went.
 
     XTRIM MINID (Redis 6.2+) rather than DEL: entries dead-lettered after the operator looked (and
-    confirmed) are kept.
+    confirmed) are kept. A page of PAGE entries at a time, so that a large DLQ never holds Redis
+    up for long; `on_page(n)` is told each page's count (progress).
     """
     key = keys.dlq_stream(group)
     if up_to is None:
@@ -202,9 +214,19 @@ def dlq_purge(r: Client, group: str, up_to: str | None = None) -> int:
         if not newest:
             return 0
         up_to = text(newest[0][0])
-    ms, seq = parse_id(check_id(up_to))
-    removed: Any = r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False)
-    return int(removed)
+    check_id(up_to)
+    removed = 0
+    while True:
+        page: Any = r.xrange(key, min="-", max=up_to, count=PAGE)
+        if not page:
+            return removed
+        ms, seq = parse_id(text(page[-1][0]))
+        trimmed = int(cast(Any, r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False)))
+        removed += trimmed
+        if on_page is not None:
+            on_page(trimmed)
+        if len(page) < PAGE:
+            return removed
 
 
 def dlq_summary(r: Client) -> dict[str, int]:
