@@ -26,7 +26,7 @@ from app.broker import WorkerBroker
 from app.connection import sync_client
 from app.delivery.consumer import StreamConsumer
 from app.observability import health as health_mod
-from app.observability import logs as log_sinks
+from app.observability import sinks as log_sinks
 from app.observability.collector import StreamCollector
 from app.observability.metrics import CONFIG_RELOADS
 from app.publishing.drainer import OutboxDrainer

@@ -24,39 +24,43 @@ def is_identifier(name: object) -> bool:
     return isinstance(name, str) and bool(_IDENTIFIER.match(name))
 
 
-def _userinfo(dsn: str) -> tuple[str, str, str | None] | None:
-    """(scheme, user, password or None) of a URL-shaped DSN; the last '@' ends the userinfo."""
+def _userinfos(dsn: str) -> list[tuple[str, str | None, int]] | None:
+    """The readings of a URL-shaped DSN's userinfo as (user, password or None, where the host
+    part starts), the one drivers use first: its authority ends at the first '/', '?' or '#' and
+    the userinfo at the authority's last '@' (as urllib and libpq parse it). A password holding
+    one of those characters unencoded puts its '@' further on: the DSN's last '@' is then the
+    second reading (the only one when the authority has no '@'). None: not URL-shaped."""
     scheme, sep, rest = dsn.partition("://")
     if not sep:
         return None
-    at = rest.rfind("@")
-    if at < 0:
-        return scheme, "", None
-    user, colon, password = rest[:at].partition(":")
-    return scheme, user, password if colon else None
+    start = len(scheme) + len(sep)
+    end = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    readings = []
+    for at in dict.fromkeys((rest.rfind("@", 0, end), rest.rfind("@"))):
+        if at >= 0:
+            user, colon, password = rest[:at].partition(":")
+            readings.append((user, password if colon else None, start + at + 1))
+    return readings
 
 
 def mask_dsn(dsn: str) -> str:
     """The DSN with its password replaced by ***, safe for logs and errors."""
     dsn = str(dsn)
-    parts = _userinfo(dsn)
-    if parts is None:  # not URL-shaped: show no more than a scheme-like prefix
+    readings = _userinfos(dsn)
+    if readings is None:  # not URL-shaped: show no more than a scheme-like prefix
         head = dsn.split(":", 1)[0][:20]
         return f"{head}:..." if ":" in dsn else "<dsn>"
-    scheme, user, password = parts
     masked = dsn
-    if password is not None:
-        rest = dsn.partition("://")[2]
-        masked = f"{scheme}://{user}:***@{rest[rest.rfind('@') + 1:]}"
+    if readings:
+        user, password, host = readings[0]
+        if password is not None:
+            masked = f"{dsn.partition('://')[0]}://{user}:***@{dsn[host:]}"
     return _PASSWORD_PARAM.sub(r"\1***", masked)
 
 
 def secrets_of(dsn: str) -> list[str]:
-    """The password(s) a DSN carries, raw and URL-decoded, longest first."""
-    found: set[str] = set()
-    parts = _userinfo(str(dsn))
-    if parts and parts[2]:
-        found.add(parts[2])
+    """The password(s) a DSN carries, in every reading, raw and URL-decoded, longest first."""
+    found = {password for _, password, _ in _userinfos(str(dsn)) or () if password}
     found |= {m.group(2) for m in _PASSWORD_PARAM.finditer(str(dsn)) if m.group(2)}
     found |= {unquote(s) for s in found}
     return sorted(found, key=len, reverse=True)

@@ -501,15 +501,16 @@ def test_an_unexpected_failure_is_one_line_with_secrets_masked(
 
 @pytest.fixture
 def log_table(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private schema with the log table (app.observability.logs' DDL), five records; its name."""
+    """A private schema with the log table (app.observability.pgtable's DDL), five records; its
+    name."""
     import asyncio
 
     import asyncpg
 
+    from app.observability import pgtable
+
     schema = f"sm_cli_{uuid.uuid4().hex[:10]}"
-    ddl = (f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.logs (timestamp timestamptz NOT NULL,"
-           " level text NOT NULL, category text NOT NULL, message text NOT NULL, error text,"
-           " context jsonb)")
+    ddl = pgtable.ddl(schema)
     rows = [  # (minutes ago, level, category, message, error, context)
         (1, "info", "messenger", "event handled", None, '{"stream": "sales-updates"}'),
         (2, "error", "messenger", "event dead-lettered", "BOM cycle: A -> B -> A",

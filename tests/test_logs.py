@@ -22,17 +22,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.observability.logs import (
-    SINK_LOGGER_NAME,
-    PostgresSink,
-    install,
-    log,
-    logger,
-    mask_dsn,
-    setup_console,
-    uninstall,
-)
+from app.observability import pgsink
+from app.observability.console import ConsoleFormatter
 from app.observability.metrics import LOG_DROPS
+from app.observability.sinks import PostgresSink, install, setup_console, uninstall
+from core import logs
+from core.redact import Redactor, mask_dsn
 from tests.harness import fetch, wait_until
 from tests.services import PrivatePostgres, free_port
 
@@ -55,6 +50,9 @@ ORDER BY timestamp DESC
 LIMIT 20;"""
 
 PASSWORD = "Pa55-w0rd-never-shown"
+
+logger = logging.getLogger(logs.LOGGER_NAME)
+log = logs.get("messenger")  # as production code logs
 
 
 def new_schema() -> str:
@@ -115,19 +113,19 @@ async def test_seed_queries_return_the_logged_records(pg_dsn: str, exact: bool) 
     event_id = str(uuid.uuid4())
     try:
         async with running(pg_dsn, schema, flush_interval=0.05) as sink:
-            log(logging.INFO, "event handled", stream="sales-updates", entry_id="1-0",
-                event_id=event_id, event_type="sales_updated", client_id="client-1",
-                duration_ms=12.5, marker=marker)
+            log.info("event handled", stream="sales-updates", entry_id="1-0",
+                     event_id=event_id, event_type="sales_updated", client_id="client-1",
+                     duration_ms=12.5, marker=marker)
             try:
                 raise ValueError("no sales rows for client-1")
             except ValueError as exc:
-                log(logging.ERROR, "event dead-lettered", error=exc, stream="sales-updates",
-                    entry_id="2-0", event_id=event_id, deliveries=5, group="secretmagic-group",
-                    marker=marker)
-            log(logging.WARNING, "handler failed; will retry", error="TimeoutError: store",
-                stream="stock-updates", entry_id="3-0", marker=marker)
-            log(logging.INFO, "configuration reloaded", category="config", marker=marker)
-            log(logging.DEBUG, "below the sink's level", marker=marker)
+                log.error("event dead-lettered", error=exc, stream="sales-updates",
+                          entry_id="2-0", event_id=event_id, deliveries=5,
+                          group="secretmagic-group", marker=marker)
+            log.warning("handler failed; will retry", error="TimeoutError: store",
+                        stream="stock-updates", entry_id="3-0", marker=marker)
+            logs.get("config").info("configuration reloaded", marker=marker)
+            log.debug("below the sink's level", marker=marker)
             await wait_until(lambda: sink.written == 4, 10, "4 rows written")
 
         recent_query = SEED_RECENT.replace("secretmagic.logs", f"{schema}.logs")
@@ -209,7 +207,7 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
                                         caplog: pytest.LogCaptureFixture) -> None:
     server = private_pg
     await asyncio.to_thread(server.start)
-    caplog.set_level(logging.INFO, logger=SINK_LOGGER_NAME)
+    caplog.set_level(logging.INFO, logger=logs.LOGGER_NAME)
     drops_metric = _log_drops_total()
     chunks, chunk = 20, 1_000
     seq = 0
@@ -218,7 +216,7 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
         nonlocal seq
         started = time.perf_counter()
         for _ in range(chunk):
-            log(logging.INFO, "event handled", stream="sales-updates", seq=seq)
+            log.info("event handled", stream="sales-updates", seq=seq)
             seq += 1
         return time.perf_counter() - started
 
@@ -238,7 +236,8 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
             await asyncio.sleep(0)  # the writer runs into the outage meanwhile
         print(f"\nemitting 20,000 records: PostgreSQL up {up:.3f} s, down {down:.3f} s "
               f"({down / up:.2f}x)")
-        assert down < 2.0
+        # emit() never waits for PostgreSQL: no slower with it down than up (a bound relative
+        # to the same run, not in seconds: the machine may be loaded).
         assert down < 5 * max(up, 0.05)
         assert sink.dropped == 15_000  # buffer 5,000: exactly the overflow
         assert sink.queued == 5_000
@@ -255,10 +254,16 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres,
         # The first 20,000 before the outage, then the 5,000 kept, in the order they were logged.
         assert seqs_in_insertion_order(rows) == list(range(25_000))
 
-    messages = [r.getMessage() for r in caplog.records if r.name == SINK_LOGGER_NAME]
-    assert len([m for m in messages if "unavailable (" in m]) == 1
+    messages = sink_messages(caplog)
+    assert len([m for m in messages if "unavailable;" in m]) == 1
     assert len([m for m in messages if "dropped" in m]) == 1  # once per outage, with the count
     assert any("15000 record(s) dropped" in m for m in messages)
+
+
+def sink_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the sink itself said (category "logs"; console only, never in its table)."""
+    return [r.getMessage() for r in caplog.records
+            if getattr(r, "category", None) == pgsink.CATEGORY]
 
 
 def _log_drops_total() -> float:
@@ -277,7 +282,7 @@ async def test_unreachable_at_start_then_written_when_it_comes(
         assert time.perf_counter() - started < 5
         assert not sink.connected and sink.last_error
         for i in range(100):
-            log(logging.INFO, "event handled", seq=i)
+            log.info("event handled", seq=i)
         assert sink.queued == 100 and sink.written == 0
         await asyncio.to_thread(server.start)
         await wait_until(lambda: sink.written == 100, 60, "records written once PG is up")
@@ -293,12 +298,12 @@ async def test_stop_flushes_what_is_queued(pg_dsn: str, schema: str) -> None:
     await sink.start()
     install(sink, libraries=None)
     for i in range(3_210):  # not a multiple of the batch: the rest waits for the interval
-        log(logging.INFO, "event handled", seq=i)
+        log.info("event handled", seq=i)
     await sink.stop(10)
     assert (sink.written, sink.dropped, sink.queued) == (3_210, 0, 0)
     rows = await fetch(pg_dsn, f"SELECT context FROM {schema}.logs ORDER BY ctid")
     assert seqs_in_insertion_order(rows) == list(range(3_210))
-    log(logging.INFO, "after stop: not the sink's any more")
+    log.info("after stop: not the sink's any more")
     assert sink.written == 3_210 and sink.queued == 0
 
 
@@ -308,21 +313,25 @@ async def test_stop_with_postgres_down_gives_up_within_the_timeout(
     await sink.start()
     install(sink, libraries=None)
     for i in range(10):
-        log(logging.INFO, "kept", seq=i)
+        log.info("kept", seq=i)
     started = time.perf_counter()
     await sink.stop(0.5)
     assert time.perf_counter() - started < 2
     assert (sink.written, sink.dropped, sink.queued) == (0, 10, 0)
-    assert "10 record(s) not written" in caplog.text
-    assert "dropped" not in caplog.text  # reported once, not twice
+    said = [r for r in caplog.records if getattr(r, "category", None) == pgsink.CATEGORY]
+    stopped = [r for r in said if "10 record(s) not written" in r.getMessage()]
+    assert len(stopped) == 1
+    assert stopped[0].error == sink.last_error  # type: ignore[attr-defined]
+    assert stopped[0].context == {"unwritten": 10}  # type: ignore[attr-defined]
+    assert not [r for r in said if "dropped" in r.getMessage()]  # reported once, not twice
 
 
 async def test_table_dropped_while_running_is_recreated(pg_dsn: str, schema: str) -> None:
     async with running(pg_dsn, schema, flush_interval=0.05) as sink:
-        log(logging.INFO, "first", seq=0)
+        log.info("first", seq=0)
         await wait_until(lambda: sink.written == 1, 10, "first row")
         await drop_schema(pg_dsn, schema)
-        log(logging.INFO, "second", seq=1)
+        log.info("second", seq=1)
         await wait_until(lambda: sink.written == 2, 10, "second row")
     rows = await fetch(pg_dsn, f"SELECT context FROM {schema}.logs")
     assert seqs_in_insertion_order(rows) == [1]
@@ -330,10 +339,10 @@ async def test_table_dropped_while_running_is_recreated(pg_dsn: str, schema: str
 
 async def test_text_postgres_refuses_is_sanitised_not_lost(pg_dsn: str, schema: str) -> None:
     async with running(pg_dsn, schema, flush_interval=0.05) as sink:
-        log(logging.INFO, "fine before", seq=0)
-        log(logging.INFO, "nul\x00in message", seq=1, value="nul\x00in context")
-        log(logging.INFO, "lone surrogate \udcff", seq=2, error="bad \udcff")
-        log(logging.INFO, "fine after", seq=3)
+        log.info("fine before", seq=0)
+        log.info("nul\x00in message", seq=1, value="nul\x00in context")
+        log.info("lone surrogate \udcff", seq=2, error="bad \udcff")
+        log.info("fine after", seq=3)
         await wait_until(lambda: sink.written == 4, 10, "4 rows written")
         assert sink.dropped == 0
     rows = await fetch(pg_dsn, f"SELECT message, context FROM {schema}.logs ORDER BY ctid")
@@ -371,6 +380,23 @@ def test_mask_dsn() -> None:
     assert mask_dsn(f"postgresql://root@db/x?password={PASSWORD}&sslmode=require") == \
         "postgresql://root@db/x?password=***&sslmode=require"
     assert mask_dsn("postgresql://root@db/x") == "postgresql://root@db/x"
+    # The userinfo ends where drivers end it, at the authority's last '@' ...
+    assert mask_dsn(f"postgresql://root:{PASSWORD}@db/x?application_name=me@host") == \
+        "postgresql://root:***@db/x?application_name=me@host"
+    assert mask_dsn("postgresql://root@db/x?application_name=me@host") == \
+        "postgresql://root@db/x?application_name=me@host"
+    assert mask_dsn("postgresql://root:p@ss@db/x") == "postgresql://root:***@db/x"
+    # ... or, for a password with an unencoded '/', '?' or '#', at the DSN's last '@'.
+    assert mask_dsn("postgresql://root:pa/ss#1@db/x") == "postgresql://root:***@db/x"
+
+
+def test_redactor_removes_the_password_in_every_form() -> None:
+    encoded = PASSWORD.replace("-", "%2D")
+    redact = Redactor(f"postgresql://root:{encoded}@db/x?application_name=me@host")
+    said = (f"connect to postgresql://root:{encoded}@db/x?application_name=me@host failed: "
+            f"password {PASSWORD!r} (as sent: {encoded}) refused")
+    assert redact(said) == ("connect to postgresql://root:***@db/x?application_name=me@host "
+                            "failed: password '***' (as sent: ***) refused")
 
 
 async def test_password_never_appears_in_log_output(caplog: pytest.LogCaptureFixture) -> None:
@@ -381,12 +407,13 @@ async def test_password_never_appears_in_log_output(caplog: pytest.LogCaptureFix
         sink = PostgresSink(dsn, new_schema(), flush_interval=0.05, backoff=(0.02, 0.05))
         await sink.start()
         install(sink, libraries=logging.DEBUG)
-        log(logging.ERROR, "something failed", error=RuntimeError("x"))
+        log.error("something failed", error=RuntimeError("x"))
         await wait_until(functools.partial(getattr, sink, "last_error"), 10,
                          "a failed connection attempt")
         await sink.stop(0.3)
-        shown = [caplog.text, repr(sink), str(sink.last_error), sink.target]
-        assert "unavailable" in caplog.text
+        console = "\n".join(ConsoleFormatter().format(r) for r in caplog.records)
+        shown = [console, repr(sink), str(sink.last_error), sink.target]
+        assert "unavailable" in console and f"error={json.dumps(sink.last_error)}" in console
         assert "***" in sink.target
         for text in shown:
             assert PASSWORD not in text
@@ -400,14 +427,14 @@ async def test_emit_from_other_threads(pg_dsn: str, schema: str) -> None:
 
     def worker(name: str) -> None:
         for i in range(per_thread):
-            log(logging.INFO, "from a thread", thread=name, seq=i)
+            log.info("from a thread", thread=name, seq=i)
 
     async with running(pg_dsn, schema, batch=100, flush_interval=0.05) as sink:
         threads = [threading.Thread(target=worker, args=(f"t{n}",)) for n in range(4)]
         for t in threads:
             t.start()
         for i in range(per_thread):  # the loop's own thread logs at the same time
-            log(logging.INFO, "from the loop", thread="loop", seq=i)
+            log.info("from the loop", thread="loop", seq=i)
             if i % 50 == 0:
                 await asyncio.sleep(0)
         await wait_until(lambda: not any(t.is_alive() for t in threads), 30, "threads done")
@@ -431,10 +458,10 @@ def test_console_lines_and_idempotent_setup() -> None:
     try:
         assert setup_console(logging.INFO, stream=out) is handler
         assert logger.handlers.count(handler) == 1
-        log(logging.INFO, "event handled", stream="sales-updates", entry_id="1-0", duration_ms=12)
-        log(logging.ERROR, "event failed", error=ValueError("boom"), entry_id="2-0")
-        log(logging.DEBUG, "not shown")
-        log(logging.WARNING, "two\nlines", category="config", path="/etc/a b.yaml")
+        log.info("event handled", stream="sales-updates", entry_id="1-0", duration_ms=12)
+        log.error("event failed", error=ValueError("boom"), entry_id="2-0")
+        log.debug("not shown")
+        logs.get("config").warning("two\nlines", path="/etc/a b.yaml")
         logging.getLogger("somelib.sub").warning("library says %s", "hi")
         logging.getLogger("somelib.sub").info("below the forwarding level")
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -9,16 +10,29 @@ from typing import cast
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import ops
-from app.observability import metrics
 from app.observability.collector import StreamCollector
 from app.observability.health import Health, serve
 from app.observability.metrics import REGISTRY
+from core.events import Event
+from handlers.routing import Routes
 from settings import MessengerSettings
-from tests.harness import REDIS62, Entries, Keys, behind, dead_letter
+from tests.harness import (
+    REDIS62,
+    Entries,
+    Keys,
+    behind,
+    config,
+    dead_letter,
+    job,
+    unique,
+    wait_until,
+    worker,
+)
 from tests.services import free_port, private_redis
 
 
@@ -136,23 +150,66 @@ def test_collector_with_redis_down_and_a_failing_outbox() -> None:
     assert registry.get_sample_value("secretmagic_outbox_oldest_age_seconds") == 0
 
 
-def test_the_counters_are_on_the_registry() -> None:
-    stream = "test-metrics-counter"
-    before = REGISTRY.get_sample_value("secretmagic_events_total",
-                                       {"stream": stream, "outcome": "handled"}) or 0
-    metrics.EVENTS.labels(stream, "handled").inc()
-    metrics.PUBLISHED.labels(stream, "outbox").inc(2)
-    metrics.HANDLE_SECONDS.labels(stream).observe(0.2)
-    metrics.CONFIG_RELOADS.labels("rejected").inc()
-    assert REGISTRY.get_sample_value("secretmagic_events_total",
-                                     {"stream": stream, "outcome": "handled"}) == before + 1
-    assert REGISTRY.get_sample_value("secretmagic_published_total",
-                                     {"stream": stream, "route": "outbox"}) == 2
-    assert REGISTRY.get_sample_value("secretmagic_handle_seconds_bucket",
-                                     {"stream": stream, "le": "0.25"}) == 1
-    for name in ("secretmagic_claims", "secretmagic_redis_reconnects",
-                 "secretmagic_group_recreated", "secretmagic_log_records_dropped"):
-        assert name in {m.name for m in REGISTRY.collect()}
+def sample(name: str, **labels: str) -> float:
+    """A sample of the app's registry, 0 for a series not created yet."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def job_routes(stream: str, output: str, handled: list[str]) -> Routes:
+    """A handler of `job` entries on `stream` publishing a `job_done` to `output` for each."""
+    routes = Routes()
+
+    @routes.output("job_done", output)
+    @routes.on(stream, "job")
+    async def handle(event: Event) -> Event:
+        handled.append(str(event.event_id))
+        return Event(event_type="job_done", client_id=event.client_id,
+                     data={"job": str(event.event_id)})
+
+    return routes
+
+
+async def test_the_worker_counts_what_it_does(redis_url: str) -> None:
+    """The counters moved by the consumer and the publisher, by exactly what they did: two
+    entries claimed from a consumer that went away, five handled (one run each: five clients),
+    five published directly."""
+    stream, output, group = unique("m-count"), unique("m-count-done"), unique("m-group")
+    r = aioredis.Redis.from_url(redis_url)
+    await r.xgroup_create(stream, group, id="0", mkstream=True)
+    for _ in range(2):
+        await r.xadd(stream, job())
+    await r.xreadgroup(group, "gone", {stream: ">"})  # pending for a consumer that never acks
+    before = {
+        "claimed": sample("secretmagic_claims_total", stream=stream),
+        "handled": sample("secretmagic_events_total", stream=stream, outcome="handled"),
+        "runs": sample("secretmagic_handle_seconds_count", stream=stream),
+        "published": sample("secretmagic_published_total", stream=output, route="direct"),
+    }
+    assert before == dict.fromkeys(before, 0.0)  # fresh series: the deltas below are all theirs
+    handled: list[str] = []
+    cfg = config([stream], group=group, claim_idle_ms=200)
+    async with worker(job_routes(stream, output, handled), redis_url, cfg):
+        for _ in range(3):
+            await r.xadd(stream, job())
+        await wait_until(lambda: len(handled) == 5, 20, "5 events handled")
+        await wait_until(lambda: _pending_is(r, stream, group, 0), 10, "all acked")
+    assert await r.xlen(output) == 5
+    await r.aclose()
+    assert len(set(handled)) == 5
+    assert sample("secretmagic_claims_total", stream=stream) == 2
+    assert sample("secretmagic_events_total", stream=stream, outcome="handled") == 5
+    assert sample("secretmagic_handle_seconds_count", stream=stream) == 5
+    assert sample("secretmagic_handle_seconds_bucket", stream=stream, le="+Inf") == 5
+    assert sample("secretmagic_published_total", stream=output, route="direct") == 5
+    families = {m.name for m in REGISTRY.collect()}
+    assert {"secretmagic_events", "secretmagic_claims", "secretmagic_redis_reconnects",
+            "secretmagic_group_recreated", "secretmagic_config_reloads",
+            "secretmagic_published", "secretmagic_handle_seconds",
+            "secretmagic_log_records_dropped"} <= families
+
+
+async def _pending_is(r: aioredis.Redis, stream: str, group: str, n: int) -> bool:
+    return int((await r.xpending(stream, group))["pending"]) == n
 
 
 # --- the HTTP endpoint ---------------------------------------------------------------------------
@@ -182,26 +239,52 @@ def test_metrics_endpoint_serves_the_redis_gauges(
     assert collector not in REGISTRY._collector_to_names  # shutdown unregistered it
 
 
-def test_metrics_still_answer_with_redis_down() -> None:
-    with private_redis() as redis_server:
-        client = ops.connect(messenger(redis_server.port), timeout=1)
-        behind(client, "sales-updates", "secretmagic-group", total=3, read=1)
-        server = serve(free_port(), healthy(), StreamCollector(client), addr="127.0.0.1")
-        try:
-            _, text = get(server.port, "/metrics")
-            assert value(text, "secretmagic_group_lag", stream="sales-updates",
-                         group="secretmagic-group") == 2
-            metrics.RECONNECTS.inc()
-            redis_server.stop()
+async def test_metrics_answer_with_redis_down_and_count_the_consumers_reconnect() -> None:
+    """A private, append-only Redis stopped and started under a running worker: /metrics
+    answers throughout (redis_up 0, no lag while down), and the consumer counts exactly one
+    reconnection."""
+    stream, output, group = "m-restart", "m-restart-done", "secretmagic-group"
+    handled: list[str] = []
+    with private_redis("--appendonly", "yes", "--appendfsync", "always") as redis_server:
+        r = aioredis.Redis.from_url(redis_server.url)
+        collector = StreamCollector(ops.connect(messenger(redis_server.port), timeout=1))
+        server = serve(free_port(), healthy(), collector, addr="127.0.0.1")
 
-            status, text = get(server.port, "/metrics")
+        async def scrape() -> str:
+            status, text = await asyncio.to_thread(get, server.port, "/metrics")
             assert status == 200
-            assert value(text, "secretmagic_redis_up") == 0
-            assert (value(text, "secretmagic_redis_reconnects_total") or 0) >= 1
-            assert value(text, "secretmagic_group_lag", stream="sales-updates",
-                         group="secretmagic-group") is None
+            return text
+
+        try:
+            async with worker(job_routes(stream, output, handled), redis_server.url,
+                              config([stream], group=group)) as consumer:
+                await r.xadd(stream, job())
+                await wait_until(lambda: len(handled) == 1, 20, "the first event handled")
+                await wait_until(lambda: _pending_is(r, stream, group, 0), 10, "it is acked")
+                text = await scrape()
+                assert value(text, "secretmagic_group_lag", stream=stream, group=group) == 0
+                assert value(text, "secretmagic_redis_up") == 1
+                reconnects = value(text, "secretmagic_redis_reconnects_total") or 0
+
+                await asyncio.to_thread(redis_server.stop)
+                await wait_until(lambda: consumer.redis_ok is False, 20, "the outage noticed")
+                text = await scrape()
+                assert value(text, "secretmagic_redis_up") == 0
+                assert value(text, "secretmagic_group_lag", stream=stream, group=group) is None
+                assert value(text, "secretmagic_redis_reconnects_total") == reconnects
+
+                await asyncio.to_thread(redis_server.start)
+                await wait_until(lambda: consumer.redis_ok is True, 30, "Redis reachable again")
+                await r.connection_pool.disconnect()  # the test's own connections are stale
+                await r.xadd(stream, job())
+                await wait_until(lambda: len(handled) == 2, 20, "an event after the restart")
+                text = await scrape()
+                assert value(text, "secretmagic_redis_up") == 1
+                assert value(text, "secretmagic_redis_reconnects_total") == reconnects + 1
         finally:
             server.shutdown()
+            await r.aclose()
+    assert len(set(handled)) == 2  # nothing handled twice across the restart
 
 
 def test_health_is_200_when_healthy_and_503_with_the_problems() -> None:

@@ -77,8 +77,9 @@ async def test_metrics_health_and_seed_log_queries_after_a_run(
     app = AppProcess("tests.apps.recorder:app", env, tmp_path, "observed")
     with app_processes(app):
         app.wait_output(f"consuming {stream}")
-        for _ in range(30):
-            r.xadd(stream, job())
+        sent = [job() for _ in range(30)]
+        for fields in sent:
+            r.xadd(stream, fields)
         r.xadd(stream, job(fail="fatal"))
         r.xadd(stream, {"event_type": "job", "client_id": "c", "data": "not json"})
         services.wait_for(lambda: r.hlen(f"{prefix}:handled") == 30, 30, "30 handled")
@@ -113,7 +114,15 @@ async def test_metrics_health_and_seed_log_queries_after_a_run(
     handled = [row for row in recent if row["message"] == "event handled"
                and json.loads(row["context"]).get("stream") == stream]
     assert len(handled) == 30
-    assert all(json.loads(row["context"])["event_id"] for row in handled)
+    contexts = [json.loads(row["context"]) for row in handled]
+    # The seed's context fields, for the very events sent, one row each.
+    assert sorted(c["event_id"] for c in contexts) == sorted(f["event_id"] for f in sent)
+    assert {c["client_id"]: c["event_type"] for c in contexts} == {
+        f["client_id"]: "job" for f in sent}
+    for c in contexts:
+        assert {"stream", "entry_id", "event_id", "event_type", "client_id",
+                "duration_ms"} <= set(c), c
+        assert isinstance(c["duration_ms"], float | int), c
     dead = [row for row in errors if row["message"] == "event dead-lettered"]
     assert len(dead) == 2
     assert {row["error"].split(":")[0] for row in dead} == {"FatalError", "MalformedEvent"}
