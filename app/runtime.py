@@ -26,9 +26,10 @@ from app.broker import WorkerBroker
 from app.connection import sync_client
 from app.delivery.consumer import StreamConsumer
 from app.observability import health as health_mod
-from app.observability import sinks as log_sinks
 from app.observability.collector import StreamCollector
+from app.observability.console import install, setup_console
 from app.observability.metrics import CONFIG_RELOADS
+from app.observability.pgsink import PostgresSink
 from app.publishing.drainer import OutboxDrainer
 from app.publishing.outbox import Outbox, OutboxLocked
 from core import logs
@@ -59,7 +60,7 @@ class Runtime:
         self.store: Store | None = None
         self.consumer: StreamConsumer | None = None
         self.drainer: OutboxDrainer | None = None
-        self.sink: log_sinks.PostgresSink | None = None
+        self.sink: PostgresSink | None = None
         self.http: Any = None
         self.health = health_mod.Health()
         live.on_result = lambda result: CONFIG_RELOADS.labels(result).inc()
@@ -78,14 +79,14 @@ class Runtime:
 
     async def start_services(self) -> None:
         settings = self.settings
-        log_sinks.setup_console(settings.logs_level)
+        setup_console(settings.logs_level)
         if settings.logs_dsn:
-            self.sink = log_sinks.PostgresSink(settings.logs_dsn.get_secret_value(),
+            self.sink = PostgresSink(settings.logs_dsn.get_secret_value(),
                                                schema=settings.logs_schema,
                                                level=getattr(logging, settings.logs_level),
                                                buffer=settings.logs_buffer)
             await self.sink.start()
-            log_sinks.install(self.sink)
+            install(self.sink)
         try:
             self.store = open_store(settings.store_dsn.get_secret_value())
             await self.store.create_tables()

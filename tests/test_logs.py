@@ -23,9 +23,9 @@ import asyncpg
 import pytest
 
 from app.observability import pgsink
-from app.observability.console import ConsoleFormatter
+from app.observability.console import ConsoleFormatter, install, setup_console, uninstall
 from app.observability.metrics import LOG_DROPS
-from app.observability.sinks import PostgresSink, install, setup_console, uninstall
+from app.observability.pgsink import PostgresSink
 from core import logs
 from core.redact import Redactor, mask_dsn
 from tests.harness import fetch, wait_until

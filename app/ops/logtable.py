@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import re
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.ops.common import MonitorError, Result
+from core.redact import Redactor, is_identifier, mask_dsn
 
 # --- the PostgreSQL log table (the seed's two SQL queries) ---------------------------------------
 
@@ -48,11 +47,7 @@ def pg_endpoint(dsn: str) -> str:
 
 
 def _redacted(message: str, dsn: str) -> str:
-    with contextlib.suppress(ValueError):
-        password = urlsplit(dsn).password
-        if password:
-            message = message.replace(password, "***")
-    return message.replace(dsn, pg_endpoint(dsn))
+    return Redactor(dsn)(message).replace(mask_dsn(dsn), pg_endpoint(dsn))
 
 
 async def fetch_logs(
@@ -73,7 +68,7 @@ async def fetch_logs(
     """
     import asyncpg
 
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", schema):
+    if not is_identifier(schema):
         raise MonitorError(f"invalid log schema name {schema!r}")
     where: list[str] = []
     params: list[Any] = []
