@@ -9,19 +9,10 @@ For each stream to read, a read loop:
 and one claim loop for all streams, every claim_interval_ms (app.delivery.claims): a dead or
 stuck consumer's entries and this consumer's own failed ones, once their backoff has passed.
 
-Handling the entries of one read or claim:
-
-    admit (policy)             deliveries already past max → DLQ
-    decode once (core.wire)    MalformedEvent → DLQ
-    route (handlers.routing)   no handler for its event_type on this stream → DLQ
-    claim (ledger.claim)       event_id handled before → ack as a duplicate; another copy of it
-                               in flight (on any consumer) → later, not counted; else this
-                               copy holds the event_id
-    plan                       one run per (event_type, client_id) for ordinary handlers
-                               (coalesced); one run per event_type for batch handlers
-    run                        at most `concurrency` per stream at once; the FastStream
-                               subscriber of the route runs the handler (middlewares, DI,
-                               publishers); its outcome → policy.decide per entry → ledger
+Handling the entries of one read or claim: app.delivery.settle prepares them (admit, decode once,
+route, claim each event_id, plan the runs); each run waits for one of `concurrency` slots of its
+stream, the route's FastStream subscriber runs the handler (middlewares, DI, publishers), and
+its outcome goes through policy.decide, entry by entry, back to settle, which applies it.
 
 Redis down: loops wait and retry (logged once per outage). NOGROUP or "UNBLOCKED the stream key no
 longer exists" (restart without persistence, FLUSHALL, DEL): the group is recreated with a
@@ -44,16 +35,15 @@ from redis.asyncio import Redis
 
 from app.delivery import policy as p
 from app.delivery.claims import Claims
-from app.delivery.ledger import Entry, Fields, Ledger
+from app.delivery.ledger import Fields, Ledger
+from app.delivery.settle import Run, Settler, members
 from app.delivery.slots import Slots
 from app.observability.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
 from core import logs, wire
-from core.errors import FatalError, MalformedEvent, RetryableError
-from handlers.routing import EVENTS_KEY, WRITE_VERSION_KEY, Route, Routes
+from handlers.routing import EVENTS_KEY, WRITE_VERSION_KEY, Routes
 from settings import Config, LiveConfig
 
 CLEANUP_EVERY_S = 60.0
-Run = tuple[Route, list[Entry]]  # a handler call and the entries it settles
 
 
 class StreamConsumer:
@@ -70,10 +60,10 @@ class StreamConsumer:
         self.group = live.current.messenger.subscriber.consumer_group
         self.log = logs.get("messenger", group=self.group, consumer=consumer)
         self.ledger = Ledger(client, self.group, consumer, lambda: self.policy.dedup_window_s)
+        self.settler = Settler(self.ledger, routes, self.log, lambda: self.policy)
         self.claims = Claims(client, self.group, consumer)
         self.inflight: set[tuple[str, str]] = set()  # (stream, entry id) held by this consumer
         self.redis_ok: bool | None = None
-        self.waiting: dict[str, str] = {}  # stream -> the outage (Unavailable) it waits out
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, set[asyncio.Task[None]]] = {}  # handler runs per stream
         self._slots: dict[str, Slots] = {}
@@ -89,6 +79,11 @@ class StreamConsumer:
     @property
     def policy(self) -> p.Policy:
         return self.live.current.messenger.subscriber
+
+    @property
+    def waiting(self) -> dict[str, str]:
+        """stream -> the outage (Unavailable) its reading waits out."""
+        return self.settler.waiting
 
     @property
     def running(self) -> bool:
@@ -236,7 +231,7 @@ class StreamConsumer:
         """A stream waiting out an outage resumes also when none of its entries is pending here
         any more (another instance retried them, or they were trimmed)."""
         if not await self.claims.has_own_pending(stream):
-            self._resume(stream, "nothing of this instance is pending there any more")
+            self.settler.resume(stream, "nothing of this instance is pending there any more")
 
     async def _cleanup(self, stream: str) -> None:
         for name in await self.claims.remove_idle_consumers(
@@ -254,64 +249,14 @@ class StreamConsumer:
         held = {(stream, entry_id) for entry_id, _, _ in found}
         self.inflight |= held
         try:
-            runs = await self._prepare(stream, found)
+            runs = await self.settler.prepare(stream, found)
         finally:
             self.inflight -= held
         for run in runs:
-            self.inflight.update((e.stream, e.entry_id) for e in _members(run))
+            self.inflight.update((e.stream, e.entry_id) for e in members(run))
             task = asyncio.create_task(self._run(run), name=f"handle:{stream}:{run[1][0].entry_id}")
             self._work[stream].add(task)
             task.add_done_callback(self._work[stream].discard)
-
-    async def _prepare(self, stream: str, found: list[tuple[str, Fields, int]]) -> list[Run]:
-        policy = self.policy
-        attempts = await self.ledger.attempts(stream, [(i, n) for i, _, n in found])
-        routed: list[tuple[Entry, Route]] = []
-        for (entry_id, fields, _), attempt in zip(found, attempts, strict=True):
-            entry = Entry(stream, entry_id, fields, attempt)
-            if (exhausted := p.admit(attempt, policy)) is not None:
-                await self._apply([entry], exhausted)
-                continue
-            try:
-                entry.event = wire.decode(fields)
-            except MalformedEvent as exc:
-                EVENTS.labels(stream, "malformed").inc()
-                await self._apply([entry], p.DeadLetter(exc))
-                continue
-            route = self.routes.route(stream, entry.event.event_type)
-            if route is None:
-                await self._apply([entry], p.DeadLetter(FatalError(
-                    f"no handler for event_type {entry.event.event_type!r} on stream {stream!r}")))
-                continue
-            routed.append((entry, route))
-        claims = await self.ledger.claim([e for e, _ in routed])
-        fresh = []
-        for (entry, route), taken in zip(routed, claims, strict=True):
-            if taken is None:
-                fresh.append((entry, route))
-            else:
-                await self._apply([entry], p.decide(entry.attempt, taken, policy), cause=taken)
-        return self._plan(fresh, policy.coalesce)
-
-    @staticmethod
-    def _plan(routed: list[tuple[Entry, Route]], coalesce: bool) -> list[Run]:
-        """One run per batch route; one per (event_type, client_id) for the others (coalesced:
-        the latest entry leads, the earlier ones ride along), or one per entry."""
-        batches: dict[Route, list[Entry]] = {}
-        single: list[tuple[Entry, Route]] = []
-        for entry, route in routed:
-            if route.batch:
-                batches.setdefault(route, []).append(entry)
-            else:
-                single.append((entry, route))
-        runs: list[Run] = [(route, entries) for route, entries in batches.items()]
-        if not coalesce:
-            return runs + [(route, [entry]) for entry, route in single]
-        for (lead, route), riders in p.coalesce(
-                single, key=lambda item: (item[1].event_type, item[0].event.client_id)):  # type: ignore[union-attr]
-            lead.riders = [entry for entry, _ in riders]
-            runs.append((route, [lead]))
-        return runs
 
     async def _run(self, run: Run) -> None:
         route, _ = run
@@ -319,7 +264,7 @@ class StreamConsumer:
             async with self._slots[route.stream]:
                 await self._redis(route.stream, lambda: self._dispatch(run))
         finally:
-            self.inflight.difference_update((e.stream, e.entry_id) for e in _members(run))
+            self.inflight.difference_update((e.stream, e.entry_id) for e in members(run))
 
     async def _dispatch(self, run: Run) -> None:
         """Run the handler through its route's FastStream subscriber (middlewares, DI,
@@ -336,14 +281,14 @@ class StreamConsumer:
                 "data": [e.fields for e in leads] if route.batch else leads[0].fields,
                 EVENTS_KEY: [e.event for e in leads],
                 # The store refuses results older than what it holds (core.errors.Superseded).
-                WRITE_VERSION_KEY: max(wire.position(m.entry_id) for m in _members(run))})
+                WRITE_VERSION_KEY: max(wire.position(m.entry_id) for m in members(run))})
         except Exception as exc:
-            for e in _members(run):
-                await self._apply([e], p.decide(e.attempt, exc, self.policy), cause=exc)
+            for e in members(run):
+                await self.settler.apply([e], p.decide(e.attempt, exc, self.policy), cause=exc)
             return
         seconds = time.perf_counter() - started
-        await self._apply(_members(run), p.Ack("handled"))
-        self._resume(route.stream, "an event succeeded")
+        await self.settler.apply(members(run), p.Ack("handled"))
+        self.settler.resume(route.stream, "an event succeeded")
         HANDLE_SECONDS.labels(route.stream).observe(seconds)
         EVENTS.labels(route.stream, "handled").inc(len(leads))
         if riders := sum(len(e.riders) for e in leads):
@@ -351,68 +296,6 @@ class StreamConsumer:
         if self.log.enabled(logging.INFO):
             for e in leads:
                 self.log.info("event handled", **e.context(duration_ms=round(seconds * 1e3, 1)))
-
-    async def _apply(self, entries: list[Entry], decision: p.Decision, *,
-                     cause: object = None) -> None:
-        """Apply one decision to Redis for `entries` (of one stream), count it and log it."""
-        stream = entries[0].stream
-        match decision:
-            case p.Ack(outcome="handled"):
-                await self.ledger.done(entries)
-            case p.Ack(outcome="superseded"):
-                await self.ledger.done(entries)
-                EVENTS.labels(stream, "superseded").inc(len(entries))
-                for e in entries:
-                    self.log.info("superseded: the store holds results of a newer event; "
-                                  "nothing published", **e.context(error=str(cause)))
-            case p.Ack(outcome="duplicate"):
-                await self.ledger.skip(entries)
-                EVENTS.labels(stream, "duplicate").inc(len(entries))
-                handled_as = cause.handled_as if isinstance(cause, p.Duplicate) else None
-                for e in entries:
-                    self.log.info("duplicate event_id skipped", **e.context(handled_as=handled_as))
-            case p.Later(delay_ms=delay, reason=reason):
-                await self.ledger.failed(entries, reason, counted=False)
-                EVENTS.labels(stream, "deferred").inc(len(entries))
-                for e in entries:
-                    self.log.info("%s; will try again in ~%.1f s", reason, delay / 1e3,
-                                  **e.context())
-            case p.Retry(delay_ms=delay, reason=reason):
-                await self.ledger.release(entries)
-                await self.ledger.failed(entries, reason, counted=True)
-                EVENTS.labels(stream, "retried").inc(len(entries))
-                for e in entries:
-                    self.log.warning("handler failed; will retry in ~%.1f s", delay / 1e3,
-                                     exc_info=not isinstance(cause, RetryableError),
-                                     **e.context(error=reason))
-            case p.Wait(delay_ms=delay, reason=reason):
-                await self.ledger.release(entries)
-                await self.ledger.failed(entries, reason, counted=False)
-                EVENTS.labels(stream, "retried").inc(len(entries))
-                self._wait(stream, reason)
-                for e in entries:
-                    self.log.warning("handler failed; will retry in ~%.1f s (an outage: not "
-                                     "counted towards max_deliveries)", delay / 1e3,
-                                     **e.context(error=reason))
-            case p.DeadLetter(error=error):
-                await self.ledger.release(entries)
-                await self.ledger.dead_letter(entries, error)
-                EVENTS.labels(stream, "dead_lettered").inc(len(entries))
-                for e in entries:
-                    self.log.error("event dead-lettered", **e.context(
-                        dlq=self.ledger.dlq, error=p.describe(error)))
-
-    def _wait(self, stream: str, reason: str) -> None:
-        if stream not in self.waiting:
-            self.waiting[stream] = reason
-            self.log.error("reading %s paused: what it depends on is unavailable; its pending "
-                           "entries are retried at most every %.0f s and never dead-lettered "
-                           "for this", stream, self.policy.backoff.max_ms / 1e3, stream=stream,
-                           error=reason)
-
-    def _resume(self, stream: str, why: str) -> None:
-        if self.waiting.pop(stream, None):
-            self.log.warning("%s: %s; reading new entries resumes", stream, why, stream=stream)
 
     # --- Redis calls with outage and NOGROUP handling --------------------------------------------
 
@@ -486,8 +369,3 @@ class StreamConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._groups_ready.add(stream)
-
-
-def _members(run: Run) -> list[Entry]:
-    """Every entry a run settles: its leads and their riders."""
-    return [m for lead in run[1] for m in (lead, *lead.riders)]
