@@ -51,7 +51,8 @@ async def test_each_event_type_of_a_stream_reaches_its_own_handler(ar: aioredis.
     async with worker(routes, redis_url, config([stream], group=GROUP)):
         await wait_until(lambda: len(got["placed"]) + len(got["cancelled"]) == 6, 15,
                          "six events handled")
-        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10, "the stray event dead-lettered")
+        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10,
+                                   "the stray event dead-lettered")
     for kind in got:
         assert got[kind] == [f["event_id"] for f in sent[kind]]
     assert dead["event_id"] == stray["event_id"]
@@ -91,7 +92,8 @@ async def test_a_batch_handler_gets_every_entry_of_a_read_and_the_policy_per_ent
         await wait_until(lambda: _no_pending(ar, stream), 10, "every entry acked")
         poisoned = job(event_type="audit_logged", poison=True)
         await ar.xadd(stream, poisoned)
-        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10, "the poisoned batch in the DLQ")
+        (dead,) = await wait_until(lambda: dead_letters(ar, stream), 10,
+                                   "the poisoned batch in the DLQ")
     assert calls[-1] == [poisoned["event_id"]]
     assert dead["event_id"] == poisoned["event_id"]
     assert dead["dlq_error"] == "a poisoned audit record"
