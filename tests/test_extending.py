@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -60,7 +60,8 @@ def _extend(redis_url: str, tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(config)
 
     r = redis.Redis.from_url(redis_url)
-    good, bad = job(event_type="returns_updated"), {b"event_type": b"returns_updated"}
+    good = job(event_type="returns_updated")
+    bad: dict[Any, Any] = {"event_type": "returns_updated"}
     r.xadd(stream_in, good)
     r.xadd(stream_in, bad)  # no client_id: the new stream dead-letters it like any other
     env = {**messenger_env(redis_url), "PYTHONPATH": f"{ROOT}:{tmp_path}",
