@@ -2,7 +2,7 @@
 (a master, a replica, 3 sentinels), TLS with a private CA, ACL users — each started from the
 `redis-server` binary on loopback ports of its own and torn down after the test.
 
-The cluster is assembled with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no redis-cli needed);
+The cluster is assembled with CLUSTER MEET / ADDSLOTS / REPLICATE (no redis-cli needed);
 certificates are made with the `openssl` command.
 """
 
@@ -99,7 +99,7 @@ def cluster(*args: str) -> Iterator[Cluster]:
         wait_for(lambda: len(first.cluster("NODES")) == 6, 20, "six cluster nodes met")
         bounds = [(0, 5460), (5461, 10922), (10923, 16383)]
         for master, (lo, hi) in zip(c.masters, bounds, strict=True):
-            c.client(master).execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+            c.client(master).execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))  # 6.2 too
         for master, replica in zip(c.masters, c.replicas, strict=True):
             master_id = c.client(master).cluster("MYID")
             wait_for(functools.partial(_knows, c.client(replica), master_id), 20, "nodes known")
