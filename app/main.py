@@ -24,6 +24,7 @@ from app.observability.metrics import REGISTRY
 from app.runtime import Runtime, startup_error
 from handlers.routing import Routes
 from settings import ConfigError, LiveConfig, Settings, SettingsError, load_settings
+from settings.config import REDIS_SOCKET_TIMEOUT_S
 
 # FastStream's own records about handler runs. It logs every handler exception with a traceback;
 # the delivery policy (app.delivery) already reports each outcome once, with its decision.
@@ -39,6 +40,11 @@ def create_app(routes: Routes, settings: Settings, live: LiveConfig) -> FastStre
         graceful_timeout=settings.shutdown_timeout,
         logger=BROKER_LOG,
         log_level=logging.DEBUG,  # FastStream's per-message access log: debug only (costs ~1/3)
+        # FastStream passes no socket options: without these a half-open connection would hang
+        # on redis-py's defaults of the day (settings.config explains the value).
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_keepalive=True,
     )
     broker.include_router(routes)
     app = FastStream(broker, logger=logging.getLogger("secretmagic"),

@@ -16,6 +16,14 @@ from features import FeatureParams
 
 STREAM_NAME = r"^[^\s*?\[\]]{1,200}$"
 
+# How long the worker's Redis connections wait for a reply (app.main sets it; FastStream sets
+# none and redis-py's default may change). It is what finds a half-open connection (a NAT or
+# load balancer that dropped its state: no FIN, no RST, keepalive answered by a middlebox), so a
+# blocking XREADGROUP must end well within it: hence block_ms's bound (2 s of margin for a
+# loaded host). Measured: a half-open link is seen 5.0 s after the cut (tests/test_faults_halfopen).
+REDIS_SOCKET_TIMEOUT_S = 5.0
+MAX_BLOCK_MS = int(REDIS_SOCKET_TIMEOUT_S * 1000) - 2000
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,7 +46,8 @@ class Subscriber(_Strict):
         None, description="the streams to read; unset = every stream a handler subscribes to")
     # The delivery policy (app.delivery). Defaults suit a handler that takes well under a minute.
     batch_size: int = Field(10, ge=1, le=10_000, description="entries per XREADGROUP (seed: 10)")
-    block_ms: int = Field(1000, ge=10, le=60_000, description="XREADGROUP BLOCK; bounds stop time")
+    block_ms: int = Field(1000, ge=10, le=MAX_BLOCK_MS,
+                          description="XREADGROUP BLOCK; bounds stop time; < the socket timeout")
     concurrency: int = Field(4, ge=1, le=256, description="handlers running at once per stream")
     coalesce: bool = Field(True, description="one recompute per client per batch (sales/stock)")
     claim_idle_ms: int = Field(

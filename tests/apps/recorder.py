@@ -6,19 +6,24 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
 - fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
 - works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
 - on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer) and publishes
-  `job_done` to <stream>-done; with RECORDER_LOG set it also appends `<event_id>` to that local
-  file (one write per line, kept by the kernel through a SIGKILL): a count that does not depend
-  on Redis keeping its writes, for tests that kill Redis masters.
+  `job_done` to <stream>-done (data: the job's event_id, this process's pid and a sequence
+  number in the order it published); with RECORDER_LOG set it also appends `<event_id>` to that
+  local file (one write per line, kept by the kernel through a SIGKILL): a count that does not
+  depend on Redis keeping its writes, for tests that kill Redis masters.
+With RECORDER_REDIS_URL the bookkeeping goes to that Redis instead of the worker's own: for tests
+that make the worker's Redis fail (half-open, out of memory) while the counting must go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from typing import Annotated, Any
 
 from faststream import Context
+from redis.asyncio import Redis
 
 from app.broker import Broker
 from app.main import build
@@ -30,13 +35,16 @@ PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
 WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
 CONSUMER = os.environ.get("SECRETMAGIC_CONSUMER", "?")
 LOG = os.environ.get("RECORDER_LOG")
+BOOKS = os.environ.get("RECORDER_REDIS_URL")
+_SEQ = itertools.count(1)
+_books: list[Redis] = []  # the bookkeeping client, made on the worker's event loop
 
 
 BrokerDep = Annotated[Broker, Context("broker")]
 
 
 async def record(event: Event, broker: BrokerDep) -> Event:
-    redis = broker.client
+    redis = _bookkeeping(broker)
     key = str(event.event_id)
     attempts = await redis.hincrby(f"{PREFIX}:attempts", key, 1)
     await redis.rpush(f"{PREFIX}:times:{key}", time.time())
@@ -58,7 +66,17 @@ async def record(event: Event, broker: BrokerDep) -> Event:
             os.write(fd, f"{key}\n".encode())
         finally:
             os.close(fd)
-    return Event(event_type="job_done", client_id=event.client_id, data={"job": key})
+    # seq: the order this process published its outputs in, for tests of ordering
+    return Event(event_type="job_done", client_id=event.client_id,
+                 data={"job": key, "pid": os.getpid(), "seq": next(_SEQ)})
+
+
+def _bookkeeping(broker: Broker) -> Redis:
+    if not BOOKS:
+        return broker.client
+    if not _books:
+        _books.append(Redis.from_url(BOOKS, socket_timeout=5, socket_connect_timeout=5))
+    return _books[0]
 
 
 def build_routes(streams: list[str]) -> Routes:
