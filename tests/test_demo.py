@@ -19,16 +19,15 @@ from typing import Any
 import pytest
 from dirty_equals import IsInt, IsPositiveInt, IsStr
 
+from scripts.flow import IN_STREAMS, STREAM_OF
 from scripts.integrator import CYCLE_CLIENT, GOOD_CLIENTS
+from scripts.processes import SERVICE_VARS
 from tests import services
 from tests.harness import ROOT
 
-IN_STREAMS = ("sales-updates", "stock-updates", "bom-updates", "products-updates")
-DEMO_VARS = ("MESSENGER_", "STORE_", "LOGS_", "SECRETMAGIC_", "METRICS_", "OUTBOX_")
-
 
 def run_demo(tmp_path: Path, *args: str, **env: str) -> dict[str, Any]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(DEMO_VARS)}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_VARS)}
     child = subprocess.run(
         [sys.executable, "-m", "scripts.demo", "--json", "--run-dir", str(tmp_path / "demo"),
          "--timeout", "90", *args],
@@ -47,7 +46,8 @@ def assert_common(s: dict[str, Any]) -> None:
     for stream in IN_STREAMS:
         row = s["accounting"][stream]
         assert row["published"] == s["streams"][stream] == IsPositiveInt
-        settled = row["handled"] + row["coalesced"] + row["duplicate"] + row["dead_lettered"]
+        settled = (row["handled"] + row["coalesced"] + row["duplicate"] + row["superseded"]
+                   + row["dead_lettered"])
         assert settled == row["published"], (stream, row)
     assert sum(r["dead_lettered"] for r in s["accounting"].values()) == len(s["dlq"]) == 2
     # lag 0 and pending 0 everywhere; every group consumed its whole stream and acked it
@@ -57,10 +57,10 @@ def assert_common(s: dict[str, Any]) -> None:
     # exactly the expected dead letters, with their reasons
     dlq = {e["error_type"]: e for e in s["dlq"]}
     assert dlq["MalformedEvent"] == {
-        "stream": "sales-updates", "entry_id": IsStr, "client_id": "client-acme",
+        "stream": STREAM_OF["sales_updated"], "entry_id": IsStr, "client_id": "client-acme",
         "error_type": "MalformedEvent", "error": IsStr(regex=r".*'data'.*JSON object.*"),
         "deliveries": 1, "consumer": IsStr(regex=r"secretmagic-instance-\d")}
-    assert dlq["BomCycleError"]["stream"] == "bom-updates"
+    assert dlq["BomCycleError"]["stream"] == STREAM_OF["bom_updated"]
     assert dlq["BomCycleError"]["client_id"] == CYCLE_CLIENT
     assert dlq["BomCycleError"]["error"] == "BOM cycle: A -> B -> C -> A"
     # what secretmagic wrote, and what each downstream group fetched by client_id
@@ -73,9 +73,10 @@ def assert_common(s: dict[str, Any]) -> None:
         assert analytics["bom_exploded"]["rows"] == s["store"][client_id]["bom_exploded"]
     assert s["store"][CYCLE_CLIENT]["bom_exploded"] == 0
     for group, report in s["downstream"].items():
+        assert (report["unreadable"], report["errors"]) == (0, []), group
         for stream, counts in report["streams"].items():
-            assert counts == {"consumed": s["streams"][stream], "acked": s["streams"][stream]}, \
-                (group, stream)
+            assert counts == {"consumed": s["streams"][stream], "acked": s["streams"][stream],
+                              "reclaimed": 0}, (group, stream)
     assert s["logs"]["rows"] == IsPositiveInt
     assert s["logs"]["errors"] >= 2  # the two dead letters
     assert set(s["exit_codes"].values()) == {0}
@@ -97,13 +98,14 @@ def test_demo_two_instances_on_a_store_server(tmp_path: Path, mysql_database: st
         assert sum(o.get("handled", 0) for o in outcomes.values()) == IsPositiveInt
     # the transient store failure: a failed delivery, then success on a later one
     retry = s["retry"]
-    assert retry["stream"] == "stock-updates" and retry["client_id"] == "client-globex"
+    assert retry["stream"] == STREAM_OF["stock_updated"]
+    assert retry["client_id"] == "client-globex"
     assert retry["first_error"].startswith("Unavailable: ")  # the store, waited out
     assert "unavailable" in retry["first_error"]
     assert retry["deliveries"] == IsInt(gt=1)
     assert "event handled" in retry["log_line"] and f"entry_id={retry['entry_id']}" in \
         retry["log_line"]
-    assert s["accounting"]["stock-updates"]["retried"] >= 1
+    assert s["accounting"][STREAM_OF["stock_updated"]]["retried"] >= 1
     assert s["logs"]["retry_warnings"] >= 1
 
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 from dirty_equals import IsInt, IsStr, IsUUID
 
-from scripts.services import StoreRelay
+from scripts.relay import StoreRelay
 from store import open_store, parse_dsn
 from tests import services
 from tests.harness import (
