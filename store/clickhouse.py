@@ -108,7 +108,8 @@ class ClickHouseStore(BaseStore):
             database=d.database,
             secure=d.scheme == "clickhouses",
             connect_timeout=d.option("connect_timeout", 5),
-            send_receive_timeout=d.option("send_receive_timeout", 300),
+            # A reply stalled this long means a dead link (a half-open connection): Unavailable.
+            send_receive_timeout=d.option("send_receive_timeout", 60),
             autogenerate_session_id=False,
             **kwargs,
         )

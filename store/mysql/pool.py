@@ -103,8 +103,10 @@ class Pool:
         self.where = f"{self.name} store at {dsn.where}/{dsn.database}"
         self._size = int(dsn.option("pool_size", 4))
         self._connect_timeout = dsn.option("connect_timeout", 5)
-        self._read_timeout = dsn.option("read_timeout", 300)
-        self._write_timeout = dsn.option("write_timeout", 300)
+        # A reply stalled this long means a dead link (a half-open connection): Unavailable after
+        # at most twice it (the query, then the handshake of its retry on a fresh connection).
+        self._read_timeout = dsn.option("read_timeout", 60)
+        self._write_timeout = dsn.option("write_timeout", 60)
         self.idle: list[Connection] = []
         self._slots = asyncio.Semaphore(self._size)
         self.closed = False

@@ -30,15 +30,20 @@ def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, *,
             "RECORDER_STREAMS": stream, "RECORDER_PREFIX": prefix}
 
 
-def health(port: int) -> int:
-    """The HTTP status of /health (0 when it does not answer within a second)."""
+def status(port: int) -> dict[str, Any]:
+    """/health's report, with its HTTP status as `http` (0 when it does not answer in a second)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return int(response.status)
+            return {**json.loads(response.read()), "http": int(response.status)}
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return {**json.loads(exc.read()), "http": int(exc.code)}
     except OSError:
-        return 0
+        return {"http": 0}
+
+
+def health(port: int) -> int:
+    """The HTTP status of /health (0 when it does not answer within a second)."""
+    return int(status(port)["http"])
 
 
 def handled(books: redis.Redis, prefix: str) -> dict[str, int]:

@@ -10,6 +10,8 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
   number in the order it published); with RECORDER_LOG set it also appends `<event_id>` to that
   local file (one write per line, kept by the kernel through a SIGKILL): a count that does not
   depend on Redis keeping its writes, for tests that kill Redis masters.
+With RECORDER_STORE set, each attempt first reads the client's sales from the store: a store query
+on the event path, for tests that break the store (an error of the store is the handler's).
 With RECORDER_REDIS_URL the bookkeeping goes to that Redis instead of the worker's own: for tests
 that make the worker's Redis fail (half-open, out of memory) while the counting must go on.
 """
@@ -29,13 +31,14 @@ from app.broker import Broker
 from app.main import build
 from core.errors import FatalError, RetryableError
 from core.events import Event
-from handlers.routing import Routes
+from handlers.routing import Routes, StoreDep
 
 PREFIX = os.environ.get("RECORDER_PREFIX", "rec")
 WORK_MS = float(os.environ.get("RECORDER_WORK_MS", "0"))
 CONSUMER = os.environ.get("SECRETMAGIC_CONSUMER", "?")
 LOG = os.environ.get("RECORDER_LOG")
 BOOKS = os.environ.get("RECORDER_REDIS_URL")
+READS_STORE = bool(os.environ.get("RECORDER_STORE"))
 _SEQ = itertools.count(1)
 _books: list[Redis] = []  # the bookkeeping client, made on the worker's event loop
 
@@ -43,11 +46,13 @@ _books: list[Redis] = []  # the bookkeeping client, made on the worker's event l
 BrokerDep = Annotated[Broker, Context("broker")]
 
 
-async def record(event: Event, broker: BrokerDep) -> Event:
+async def record(event: Event, broker: BrokerDep, store: StoreDep) -> Event:
     redis = _bookkeeping(broker)
     key = str(event.event_id)
     attempts = await redis.hincrby(f"{PREFIX}:attempts", key, 1)
     await redis.rpush(f"{PREFIX}:times:{key}", time.time())
+    if READS_STORE:
+        await store.read("sales", event.client_id)
     work_ms = float(event.data.get("work_ms", WORK_MS))
     if work_ms:
         await asyncio.sleep(work_ms / 1000)  # simulated work: the window a kill lands in
@@ -87,8 +92,8 @@ def build_routes(streams: list[str]) -> Routes:
 
 
 def _copy(func: Any) -> Any:
-    async def handler(event: Event, broker: BrokerDep) -> Event:
-        return await func(event, broker)
+    async def handler(event: Event, broker: BrokerDep, store: StoreDep) -> Event:
+        return await func(event, broker, store)
 
     return handler
 
