@@ -20,7 +20,11 @@ OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "clickhouses": frozenset({"connect_timeout", "send_receive_timeout", "verify"}),
     "mysql": frozenset(
         {"pool_size", "connect_timeout", "read_timeout", "write_timeout",
-         "batch_rows", "batch_bytes"}
+         "batch_rows", "batch_bytes", "read", "write"}
+    ),
+    "starrocks": frozenset(
+        {"pool_size", "connect_timeout", "read_timeout", "write_timeout", "read", "http_port",
+         "load_timeout"}
     ),
 }
 
@@ -45,6 +49,14 @@ class StoreDSN:
         if self.scheme == "chdb":
             return self.path or ":memory:"
         return f"{self.host}:{self.port}"
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        """A word option: one of `allowed`, the first by default."""
+        value = self.options.get(name, allowed[0])
+        if value not in allowed:
+            raise ValueError(f"store DSN option {name}={value!r} must be one of {allowed} "
+                             f"in {self.masked}")
+        return value
 
     def option(self, name: str, default: float) -> float:
         raw = self.options.get(name)
@@ -86,7 +98,7 @@ def parse_dsn(dsn: str) -> StoreDSN:
         options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
         raise ValueError(f"malformed query string in store DSN {masked}") from None
-    allowed = OPTIONS["mysql" if scheme == "starrocks" else scheme]
+    allowed = OPTIONS[scheme]
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(

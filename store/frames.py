@@ -11,14 +11,33 @@ from core.errors import FatalError
 from store.schema import FEATURE_COLUMN, VERSION, TableSpec
 
 __all__ = [
-    "cast_read", "check_client_id", "check_since", "check_version", "conform", "empty_frame",
-    "writable_spec",
+    "MAX_ID_CHARS", "InvalidClientId", "cast_read", "check_client_id", "check_since",
+    "check_version", "conform", "empty_frame", "writable_spec",
 ]
 
 
+MAX_ID_CHARS = 191  # the widest id every backend keeps (MariaDB's VARCHAR(191) keys)
+
+
+class InvalidClientId(FatalError, ValueError):
+    """A client_id no store can hold: a property of the event that carried it, never retried."""
+
+
 def check_client_id(client_id: str) -> str:
+    """A client_id as the store takes it: a non-empty string of at most MAX_ID_CHARS characters
+    that is valid Unicode. Anything else is refused before any I/O; within these limits every
+    character is allowed (quotes, backslashes, NUL...): the backends bind or escape it."""
     if not isinstance(client_id, str) or not client_id:
-        raise ValueError(f"client_id must be a non-empty string, got {client_id!r}")
+        raise InvalidClientId(f"client_id must be a non-empty string, got {client_id!r}")
+    if len(client_id) > MAX_ID_CHARS:
+        raise InvalidClientId(
+            f"client_id has {len(client_id)} characters, at most {MAX_ID_CHARS} are allowed "
+            f"(starts {client_id[:40]!r})")
+    try:
+        client_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidClientId(f"client_id is not valid Unicode ({exc.reason} at {exc.start}): "
+                              f"{client_id[:40]!r}") from None
     return client_id
 
 

@@ -1,19 +1,61 @@
-"""Helpers of the store's tests (tests/test_store*.py): sample frames with awkward values, exact
-comparison, private MySQL databases. No fixtures here: each test module declares its own."""
+"""Helpers of the store's tests (tests/test_store*.py): the backends to run a test on, sample
+frames with awkward values, exact comparison, private MySQL databases. No fixtures here: each test
+module declares its own (`backend()` makes one a line)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pymysql
 from polars.testing import assert_frame_equal
 
-from store import parse_dsn, table_spec
+from store import Store, open_store, parse_dsn, table_spec
+from tests.starrocks_sim import StarRocksSim
+
+# Where the store's contract runs: embedded chDB, MariaDB, and StarRocks' protocol simulated
+# (Stream Load over HTTP, the SQL side on MariaDB); a ClickHouse server only when one is named.
+BACKENDS = ["chdb", "mysql", "starrocks-sim"]
+if os.environ.get("TEST_CLICKHOUSE_DSN"):
+    BACKENDS.append("clickhouse")
+
+
+@dataclass
+class Backend:
+    name: str
+    dsn: str  # another instance of the same store: open_store(dsn)
+    store: Store
+    sim: StarRocksSim | None = None
+
+
+@contextlib.asynccontextmanager
+async def backend(name: str, mysql_dsn: str, prefix: str) -> AsyncIterator[Backend]:
+    """A store of backend `name` with its tables created (MySQL ones in a private database)."""
+    if name in ("chdb", "clickhouse"):
+        dsn = "chdb://" if name == "chdb" else os.environ["TEST_CLICKHOUSE_DSN"]
+        s = open_store(dsn)
+        await s.create_tables()
+        yield Backend(name, dsn, s)
+        await s.close()
+        return
+    with private_database(mysql_dsn, prefix) as dsn:
+        maria = open_store(dsn)
+        await maria.create_tables()  # the simulation keeps its rows in MariaDB's tables
+        if name == "mysql":
+            yield Backend(name, dsn, maria)
+        else:
+            sim = StarRocksSim(dsn).start()
+            s = open_store(sim.dsn)
+            yield Backend(name, sim.dsn, s, sim)
+            await s.close()
+            sim.close()
+        await maria.close()
 
 
 def admin_connection(dsn: str) -> pymysql.connections.Connection:

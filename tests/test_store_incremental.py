@@ -4,39 +4,33 @@ digest that finds where a client's data changed (checked against polars over the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
 
 from core.errors import FatalError
-from store import Store, open_store, parse_dsn
+from store import Store
 from store.digest import changed_since, earliest
-from tests.storekit import assert_same_rows, new_client, private_database, sample
-
-BACKENDS = ["chdb", "mysql", "starrocks-sql"]
-
-
-@pytest.fixture(scope="module")
-def incremental_mysql_dsn(mysql_dsn: str) -> Iterator[str]:
-    with private_database(mysql_dsn, "sm_incr") as dsn:
-        yield dsn
+from tests.storekit import (
+    BACKENDS,
+    Backend,
+    assert_same_rows,
+    backend,
+    new_client,
+    sample,
+)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "chdb":
-        s = open_store("chdb://")
-    else:
-        dsn = request.getfixturevalue("incremental_mysql_dsn")
-        if request.param == "starrocks-sql":
-            d = parse_dsn(dsn)
-            dsn = f"starrocks://{d.user}@{d.host}:{d.port}/{d.database}"
-        s = open_store(dsn)
-    if request.param != "starrocks-sql":  # the StarRocks DDL does not run on MariaDB
-        await s.create_tables()
-    yield s
-    await s.close()
+async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
+    async with backend(request.param, mysql_dsn, "sm_incr") as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def store(backend_: Backend) -> Store:
+    return backend_.store
 
 
 START = dt.date(2023, 12, 25)  # a Monday

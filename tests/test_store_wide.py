@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
@@ -13,40 +13,22 @@ from polars.testing import assert_frame_equal
 
 import features
 from core.errors import FatalError
-from store import Store, open_store, parse_dsn
+from store import Store, open_store
 from store.schema import feature_columns, table_spec
-from tests.storekit import new_client, private_database
+from tests.storekit import BACKENDS, Backend, backend, new_client
 
-BACKENDS = ["chdb", "mysql", "starrocks-sql"]
 KEY = ["client_id", "product_id", "date"]
 
 
-@pytest.fixture(scope="module")
-def wide_mysql_dsn(mysql_dsn: str) -> Iterator[str]:
-    with private_database(mysql_dsn, "sm_wide") as dsn:
-        yield dsn
-
-
-def _dsn(backend: str, request: pytest.FixtureRequest) -> str:
-    if backend == "chdb":
-        return "chdb://"
-    dsn: str = request.getfixturevalue("wide_mysql_dsn")
-    if backend == "starrocks-sql":
-        d = parse_dsn(dsn)
-        return f"starrocks://{d.user}@{d.host}:{d.port}/{d.database}"
-    return dsn
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "starrocks-sql":  # the StarRocks DDL does not run on MariaDB
-        await (maria := open_store(_dsn("mysql", request))).create_tables()
-        await maria.close()
-    s = open_store(_dsn(request.param, request))
-    if request.param != "starrocks-sql":
-        await s.create_tables()
-    yield s
-    await s.close()
+async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
+    async with backend(request.param, mysql_dsn, "sm_wide") as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def store(backend_: Backend) -> Store:
+    return backend_.store
 
 
 def wide(client: str, names: list[str], days: int = 20, start: dt.date = dt.date(2024, 1, 1),
@@ -127,14 +109,11 @@ async def test_a_column_that_cannot_be_a_feature_is_fatal(store: Store, bad: str
     assert_wide(await store.read("daily_features", client), frame)
 
 
-async def test_instances_adding_the_same_column_at_once(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
+async def test_instances_adding_the_same_column_at_once(backend_: Backend) -> None:
     """Two store instances (two worker processes) bring the same new feature at the same time;
     a third, which never wrote, reads the column."""
-    backend = request.node.callspec.params["store"]
     name = f"lag_{new_client().split('-')[1][:6]}"  # a column no earlier test added
-    stores = [open_store(_dsn(backend, request)) for _ in range(3)]
+    stores = [open_store(backend_.dsn) for _ in range(3)]
     clients = [new_client(), new_client()]
     frames = [wide(c, ["ema_7", name], seed=i) for i, c in enumerate(clients)]
     await asyncio.gather(*(s.replace("daily_features", c, f)

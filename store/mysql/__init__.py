@@ -1,28 +1,22 @@
 """The store over the MySQL protocol: MariaDB/MySQL (`mysql://`) for tests, StarRocks
-(`starrocks://`) in production.
+(`starrocks://`) in production. Each path is the server's own bulk path, behind one interface:
 
-- Connections and error kinds: store.mysql.pool. Reads and INSERT batches: store.mysql.text.
-  No `ON DUPLICATE KEY UPDATE`/`REPLACE INTO`: StarRocks accepts neither.
-- replace = the version fence, `DELETE ... WHERE client_id = %s [AND date >= since]`, the INSERT
-  batches.
-  * mysql:// (MariaDB/MySQL, InnoDB): ONE transaction that first locks the client's fence row
-    (store_versions, `SELECT ... FOR UPDATE`; the row is created if missing) and compares versions:
-    an older write rolls back and raises Superseded, having changed nothing. Replaces of one
-    client's table are therefore serialised; readers see the old rows or the new ones.
-  * starrocks:// : StarRocks runs each DELETE and INSERT statement as its own load transaction and
-    has no multi-statement transaction covering a DELETE, so the replace is NOT atomic there: a
-    reader racing it may see the client's rows missing or partly written, and the fence check is
-    a read before the writes (two writers racing past it both write). It is still idempotent
-    and convergent: a retry deletes and writes everything again, and an INSERT into a PRIMARY KEY
-    table upserts, so a redelivered event leaves exactly the frame.
+    reads    connectorx into Arrow (store.mysql.arrow; DSN ?read=pymysql: pymysql text rows,
+             store.mysql.text)
+    writes   mysql://      LOAD DATA LOCAL INFILE in the replace transaction (store.mysql.infile,
+                           .transaction); ?write=values, or a server with local_infile=OFF:
+                           multi-row INSERT ... VALUES batches (store.mysql.text)
+             starrocks://  Stream Load over HTTP (store.mysql.starrocks, .streamload; the FE's
+                           HTTP port is ?http_port=, 8030 by default)
+
+Connections, their retry and the errors' kinds: store.mysql.pool. What each backend guarantees
+for a replace and its version fence is in the modules of its write path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import random
-import time
+import importlib.util
 
 import polars as pl
 import pymysql
@@ -33,19 +27,21 @@ from store import dialect, digest
 from store.base import BaseStore, Write
 from store.digest import Period
 from store.dsn import StoreDSN
-from store.mysql.pool import RACE_ERRNOS, Connection, Cursor, Pool, errno
+from store.mysql import arrow, infile, starrocks, transaction
+from store.mysql.pool import Connection, Cursor, Pool, errno
+from store.mysql.streamload import StreamLoader
 from store.mysql.text import constants, insert_statements, read_text
-from store.schema import ALL_TABLES, FENCE, VERSION, TableSpec
+from store.schema import ALL_TABLES, TableSpec
 
 __all__ = ["MySQLStore"]
 
 log = logs.get("store")
-_RACE_ATTEMPTS = 4
 _DUPLICATE_COLUMN = 1060
+_HAS_CONNECTORX = importlib.util.find_spec("connectorx") is not None
 
 
 class MySQLStore(BaseStore):
-    """`Store` over pymysql: `mysql://` (MariaDB/MySQL DDL) or `starrocks://` (StarRocks DDL)."""
+    """`Store` over the MySQL protocol: `mysql://` (MariaDB/MySQL) or `starrocks://`."""
 
     def __init__(self, dsn: StoreDSN) -> None:
         if dsn.scheme not in ("mysql", "starrocks"):
@@ -53,10 +49,19 @@ class MySQLStore(BaseStore):
         self.name = dsn.scheme
         self._dsn = dsn
         self._starrocks = dsn.scheme == "starrocks"
-        self._pool = Pool(dsn, starrocks=self._starrocks)
+        self._flavour = dsn.scheme
+        reads = ("connectorx", "pymysql") if _HAS_CONNECTORX else ("pymysql",)
+        self.read_path = dsn.choice("read", reads)
+        self.write_path = "stream_load" if self._starrocks else dsn.choice(
+            "write", ("load_data", "values"))
+        self._pool = Pool(dsn, starrocks=self._starrocks,
+                          local_infile=self.write_path == "load_data")
         self.batch_rows = int(dsn.option("batch_rows", 5000))
         self.batch_bytes = int(dsn.option("batch_bytes", 4 * 1024 * 1024))
-        self._flavour = "starrocks" if self._starrocks else "mysql"
+        self._loader = StreamLoader(
+            dsn.host, int(dsn.option("http_port", 8030)), dsn.user or "root", dsn.password,
+            dsn.database, timeout=dsn.option("load_timeout", 600)) if self._starrocks else None
+        self.duplicate_loads = 0  # Stream Loads refused as a label already loaded (a retry)
         self._features: dict[str, set[str]] = {}  # the columns a wide table is known to have
 
     def __repr__(self) -> str:
@@ -73,6 +78,87 @@ class MySQLStore(BaseStore):
                         cur.execute(sql)
 
         await self._pool.run("create_tables", op)
+
+    async def ping(self) -> None:
+        def op(conn: Connection) -> None:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+
+        await self._pool.run("ping", op)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
+        # client_id is not fetched (it is the argument): a column less to transfer and parse.
+        cols = "*" if spec.extensible else ", ".join(
+            f"`{c}`" for c in spec.columns if c != "client_id")
+        what = f"read {spec.name}"
+        if self.read_path == "connectorx":
+            sql = f"SELECT {cols} FROM `{spec.name}` WHERE {arrow.where(client_id, since)}"
+            return await self._pool.run(what, arrow.read_arrow, self._dsn, spec, sql, client_id,
+                                        self._starrocks)
+        condition, params = transaction.where(client_id, since)
+        sql = f"SELECT {cols} FROM `{spec.name}` WHERE {condition}"
+        return await self._pool.run(what, read_text, spec, sql, client_id, params)
+
+    async def _digest(
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+    ) -> pl.DataFrame:
+        sql = digest.mysql_sql(spec, period, since)
+        params = (client_id,) if since is None else (client_id, since)
+
+        def op(conn: Connection) -> pl.DataFrame:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+            return digest.from_halves(pl.DataFrame(
+                rows, schema={c: pl.String() for c in ("product_id", "period", "rows", "h1", "h2")},
+                orient="row"))
+
+        return await self._pool.run(f"digest {spec.name}", op)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def _replace(self, write: Write) -> None:
+        if write.spec.extensible:
+            await self._add_features(write.spec)
+        if self._loader is not None:
+            result = await self._pool.run(write.what, starrocks.replace, self._loader, write)
+            if result.duplicate:
+                self.duplicate_loads += 1
+                log.info("%s store: %s at version %d was loaded before (label %s): done",
+                         self.name, write.what, write.version, result.label)
+            return
+        await self._pool.run(write.what, self._replace_in_transaction, write)
+
+    def _replace_in_transaction(self, conn: Connection, write: Write) -> None:
+        stamp = write.stamp.replace(tzinfo=None)
+        fixed = constants(write.spec, stamp, write.version)
+        if self.write_path == "load_data":
+            try:
+                transaction.replace(conn, write,
+                                    lambda cur: infile.load(cur, write.spec, write.rows, fixed))
+                return
+            except pymysql.err.MySQLError as exc:
+                if errno(exc) not in infile.REFUSED_ERRNOS:
+                    raise
+                log.warning("%s store: the server refuses LOAD DATA LOCAL INFILE (%s); writing "
+                            "with INSERT ... VALUES from now on", self.name, exc)
+                self.write_path = "values"
+        status: int = conn.server_status  # type: ignore[attr-defined]  # set by every OK packet
+        backslash = not (status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+        statements = list(insert_statements(
+            write.spec, write.rows, fixed, backslash, self.batch_rows, self.batch_bytes))
+
+        def insert(cur: Cursor) -> None:
+            for sql in statements:
+                cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
+
+        transaction.replace(conn, write, insert)
 
     async def _add_features(self, spec: TableSpec) -> None:
         """ADD COLUMN for the feature columns of a write that the wide table lacks (outside the
@@ -96,119 +182,8 @@ class MySQLStore(BaseStore):
 
         self._features[spec.name] = await self._pool.run(f"add columns to {spec.name}", op)
 
-    async def ping(self) -> None:
-        def op(conn: Connection) -> None:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cur.fetchall()
-
-        await self._pool.run("ping", op)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
-        # client_id is not fetched (it is the argument): a column less for pymysql to parse.
-        cols = "*" if spec.extensible else ", ".join(
-            f"`{c}`" for c in spec.columns if c != "client_id")
-        where, params = _where(client_id, since)
-        sql = f"SELECT {cols} FROM `{spec.name}` WHERE {where}"
-        return await self._pool.run(f"read {spec.name}", read_text, spec, sql, client_id, params)
-
-    async def _digest(
-        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
-    ) -> pl.DataFrame:
-        sql = digest.mysql_sql(spec, period, since)
-        params = (client_id,) if since is None else (client_id, since)
-
-        def op(conn: Connection) -> pl.DataFrame:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                rows = cur.fetchall()
-            return digest.from_halves(pl.DataFrame(
-                rows, schema={c: pl.String() for c in ("product_id", "period", "rows", "h1", "h2")},
-                orient="row"))
-
-        return await self._pool.run(f"digest {spec.name}", op)
-
-    async def _replace(self, write: Write) -> None:
-        if write.spec.extensible:
-            await self._add_features(write.spec)
-        await self._pool.run(write.what, self._replace_on, write)
-
-    def _replace_on(self, conn: Connection, write: Write) -> None:
-        status: int = conn.server_status  # type: ignore[attr-defined]  # set by every OK packet
-        backslash = not (status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-        stamp = write.stamp.replace(tzinfo=None)
-        statements = list(insert_statements(
-            write.spec, write.rows, constants(write.spec, stamp, write.version), backslash,
-            self.batch_rows, self.batch_bytes))
-        for attempt in range(1, _RACE_ATTEMPTS + 1):
-            try:
-                with conn.cursor() as cur:
-                    if self._starrocks:  # see the module doc: no transaction there
-                        write.admit(_applied(cur, write))
-                        _delete_and_insert(cur, write, statements)
-                        _set_fence(cur, write, stamp, upsert=True)
-                        return
-                    conn.begin()
-                    cur.execute(
-                        f"INSERT INTO `{FENCE.name}` (`client_id`, `table_name`, `{FENCE.stamp}`, "
-                        f"`{VERSION}`) VALUES (%s, %s, %s, 0) "
-                        f"ON DUPLICATE KEY UPDATE `{VERSION}` = `{VERSION}`",
-                        (write.client_id, write.spec.name, stamp))
-                    write.admit(_applied(cur, write, lock=True))
-                    _delete_and_insert(cur, write, statements)
-                    _set_fence(cur, write, stamp, upsert=False)
-                    conn.commit()
-                return
-            except Exception as exc:
-                if not self._starrocks:
-                    with contextlib.suppress(Exception):  # a broken connection is dropped anyway
-                        conn.rollback()
-                if errno(exc) not in RACE_ERRNOS or attempt == _RACE_ATTEMPTS:
-                    raise
-                log.info("%s store: %s lost a race (%s); again", self.name, write.what, exc)
-                time.sleep(0.02 * attempt * (1 + random.random()))
-
 
 def _columns(cur: Cursor, table: str) -> set[str]:
     cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
     return {row[0] for row in cur.fetchall()}
-
-
-def _applied(cur: Cursor, write: Write, lock: bool = False) -> int | None:
-    """The version the fence holds for the write's client and table (None: never written)."""
-    cur.execute(f"SELECT `{VERSION}` FROM `{FENCE.name}` WHERE `client_id` = %s "
-                f"AND `table_name` = %s" + (" FOR UPDATE" if lock else ""),
-                (write.client_id, write.spec.name))
-    row = cur.fetchone()
-    return None if row is None else int(row[0])
-
-
-def _where(client_id: str, since: dt.date | None) -> tuple[str, tuple[object, ...]]:
-    """The WHERE clause of a client's rows (from `since` on) and its parameters."""
-    if since is None:
-        return "`client_id` = %s", (client_id,)
-    return "`client_id` = %s AND `date` >= %s", (client_id, since)
-
-
-def _delete_and_insert(cur: Cursor, write: Write, statements: list[str]) -> None:
-    where, params = _where(write.client_id, write.since)
-    cur.execute(f"DELETE FROM `{write.spec.name}` WHERE {where}", params)
-    for sql in statements:
-        cur.execute(sql)  # args=None: pymysql does no %-formatting on the text
-
-
-def _set_fence(cur: Cursor, write: Write, stamp: dt.datetime, upsert: bool) -> None:
-    key = (write.client_id, write.spec.name)
-    if upsert:  # StarRocks: an INSERT of an existing key replaces the row (DELETE keeps MariaDB,
-        # which the tests run this flavour's DML on, from refusing the duplicate)
-        cur.execute(f"DELETE FROM `{FENCE.name}` WHERE `client_id` = %s AND `table_name` = %s",
-                    key)
-        cur.execute(f"INSERT INTO `{FENCE.name}` (`client_id`, `table_name`, `{FENCE.stamp}`, "
-                    f"`{VERSION}`) VALUES (%s, %s, %s, %s)", (*key, stamp, write.version))
-    else:
-        cur.execute(f"UPDATE `{FENCE.name}` SET `{VERSION}` = %s, `{FENCE.stamp}` = %s "
-                    "WHERE `client_id` = %s AND `table_name` = %s", (write.version, stamp, *key))

@@ -96,10 +96,11 @@ def force_close(conn: Connection) -> None:
 class Pool:
     """pymysql connections for one store DSN; `run(what, op, *args)` = op(conn, *args) off-loop."""
 
-    def __init__(self, dsn: StoreDSN, *, starrocks: bool) -> None:
+    def __init__(self, dsn: StoreDSN, *, starrocks: bool, local_infile: bool = False) -> None:
         self.dsn = dsn
         self.name = dsn.scheme
         self.starrocks = starrocks
+        self._local_infile = local_infile  # LOAD DATA LOCAL (store.mysql.infile)
         self.where = f"{self.name} store at {dsn.where}/{dsn.database}"
         self._size = int(dsn.option("pool_size", 4))
         self._connect_timeout = dsn.option("connect_timeout", 5)
@@ -125,7 +126,7 @@ class Pool:
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
             write_timeout=self._write_timeout,
-            local_infile=False,
+            local_infile=self._local_infile,
         )
         if not self.starrocks:
             try:
@@ -189,8 +190,10 @@ class Pool:
 
     def classify(self, exc: Exception, what: str) -> Exception:
         """The app error for a driver error: names backend and host, never the password."""
-        if isinstance(exc, RetryableError | FatalError | Superseded):
-            return exc  # already ours (raised by an operation's own checks)
+        if isinstance(exc, Superseded | Unavailable):
+            return exc  # already ours, and complete
+        if isinstance(exc, RetryableError | FatalError):  # an operation's own check: say where
+            return exc if self.where in str(exc) else type(exc)(f"{self.where}, {what}: {exc}")
         detail = scrub(f"{type(exc).__name__}: {exc}", self.dsn.password)
         code = errno(exc)
         if _is_connection_error(exc):
