@@ -16,7 +16,8 @@ COPY core ./core
 COPY handlers ./handlers
 COPY settings ./settings
 COPY store ./store
-COPY features.py bom.py ./
+COPY features ./features
+COPY bom.py ./
 RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/pip check
 
 # --- run: the venv and the configuration, as an unprivileged user ---

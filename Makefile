@@ -85,7 +85,7 @@ asyncapi: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app core handlers settings store features.py bom.py tests scripts bench
+	$(VENV)/bin/mypy app core handlers settings store features bom.py tests scripts bench
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

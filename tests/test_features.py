@@ -1,20 +1,35 @@
-"""features.compute_features against hand-worked series and a plain-Python reference."""
+"""features.compute (the wide frame and the profiles) against hand-worked series and a
+plain-Python reference; the long format the pipeline still takes; the parameters."""
 
+import decimal
 import math
 import random
 import statistics
 from collections import defaultdict
 from datetime import date, timedelta
+from typing import TypeVar
 
 import polars as pl
 import pytest
-from dirty_equals import IsApprox, IsList
+from dirty_equals import IsApprox
+from polars.testing import assert_frame_equal
 from pydantic import BaseModel, ValidationError
 
-from features import FEATURE_SCHEMA, FeatureParams, FeatureResult, compute_features
+from core.errors import FatalError
+from features import (
+    FEATURE_SCHEMA,
+    PROFILE_SCHEMA,
+    FeatureParams,
+    Features,
+    compute,
+    compute_features,
+    wide_schema,
+)
 
 D0 = date(2024, 1, 1)  # a Monday
-KEY = tuple[str, str, date, str]  # (client_id, product_id, date, feature)
+K = TypeVar("K")
+ROW = tuple[str, str, date]  # (client_id, product_id, date)
+PROFILE = tuple[str, str, str, int]  # (client_id, product_id, kind, period)
 
 NO_SEASONALITY = FeatureParams(
     ema_spans=(3,), ma_windows=(3,), std_windows=(3,), lags=(1, 2), seasonality=False
@@ -35,13 +50,8 @@ def sales_frame(rows: list[tuple[str, date, float]], client: str = "c1") -> pl.D
             "qty": [q for _, _, q in rows],
             "amount": [q * 10 for _, _, q in rows],
         },
-        schema={
-            "client_id": pl.Utf8,
-            "product_id": pl.Utf8,
-            "date": pl.Date,
-            "qty": pl.Float64,
-            "amount": pl.Float64,
-        },
+        schema={"client_id": pl.Utf8, "product_id": pl.Utf8, "date": pl.Date,
+                "qty": pl.Float64, "amount": pl.Float64},
     )
 
 
@@ -53,42 +63,44 @@ def stock_frame(rows: list[tuple[str, date, float | None]], client: str = "c1") 
             "date": [d for _, d, _ in rows],
             "on_hand": [q for _, _, q in rows],
         },
-        schema={
-            "client_id": pl.Utf8,
-            "product_id": pl.Utf8,
-            "date": pl.Date,
-            "on_hand": pl.Float64,
-        },
+        schema={"client_id": pl.Utf8, "product_id": pl.Utf8, "date": pl.Date,
+                "on_hand": pl.Float64},
     )
 
 
-def series(result: FeatureResult, feature: str, product: str = "p1") -> dict[date, float]:
-    """date -> value of one feature of one product (absent dates were null)."""
-    rows = result.frame.filter(pl.col("product_id") == product, pl.col("feature") == feature)
-    return dict(zip(rows["date"].to_list(), rows["value"].to_list(), strict=True))
+def series(result: Features, column: str, product: str = "p1") -> dict[date, float | None]:
+    """date -> value of one wide column of one product (None: null on that grid day)."""
+    rows = result.wide.filter(pl.col("product_id") == product)
+    return dict(zip(rows["date"].to_list(), rows[column].to_list(), strict=True))
 
 
-def as_dict(frame: pl.DataFrame) -> dict[KEY, float]:
-    keys = frame.select("client_id", "product_id", "date", "feature").rows()
-    return dict(zip(keys, frame["value"].to_list(), strict=True))
+def present(result: Features, column: str, product: str = "p1") -> dict[date, float]:
+    return {d: v for d, v in series(result, column, product).items() if v is not None}
+
+
+def profile(result: Features, kind: str, product: str = "p1") -> dict[int, float | None]:
+    rows = result.profiles.filter(pl.col("product_id") == product, pl.col("kind") == kind)
+    return dict(zip(rows["period"].to_list(), rows["value"].to_list(), strict=True))
 
 
 # --- hand-worked series ----------------------------------------------------------------------
 
 
 def test_one_to_ten_ma_std_ema_lags() -> None:
-    result = compute_features(
+    result = compute(
         sales_frame([("p1", day(n), float(n)) for n in range(1, 11)]), None, None, NO_SEASONALITY
     )
 
-    assert result.feature_names == ["ema_3", "lag_1", "lag_2", "ma_3", "std_3"]
-    assert result.feature_types == ["ema", "ma", "std", "lags"]
+    assert result.wide.columns == ["client_id", "product_id", "date", "qty", "ema_3", "ma_3",
+                                   "std_3", "lag_1", "lag_2", "stock_on_hand", "days_of_cover"]
+    assert result.families == ["ema", "ma", "std", "lags"]
+    assert series(result, "qty") == {day(n): float(n) for n in range(1, 11)}
     # ma_3 exists from day 3 on: mean of (n-2, n-1, n) = n - 1.
-    assert series(result, "ma_3") == {day(n): n - 1.0 for n in range(3, 11)}
+    assert series(result, "ma_3") == {day(n): n - 1.0 if n >= 3 else None for n in range(1, 11)}
     # Three consecutive integers always have a sample std of exactly 1.
-    assert series(result, "std_3") == {day(n): IsApprox(1.0) for n in range(3, 11)}
-    assert series(result, "lag_1") == {day(n): n - 1.0 for n in range(2, 11)}
-    assert series(result, "lag_2") == {day(n): n - 2.0 for n in range(3, 11)}
+    assert present(result, "std_3") == {day(n): IsApprox(1.0) for n in range(3, 11)}
+    assert present(result, "lag_1") == {day(n): n - 1.0 for n in range(2, 11)}
+    assert present(result, "lag_2") == {day(n): n - 2.0 for n in range(3, 11)}
     # span 3 -> alpha = 2 / (3 + 1) = 0.5; worked by hand for the first days:
     ema = series(result, "ema_3")
     assert [ema[day(n)] for n in range(1, 5)] == [1.0, 1.5, 2.25, 3.125]
@@ -98,6 +110,8 @@ def test_one_to_ten_ma_std_ema_lags() -> None:
         previous = float(n) if n == 1 else 0.5 * n + 0.5 * previous
         expected[day(n)] = previous
     assert ema == pytest.approx(expected, rel=1e-12)
+    assert set(series(result, "stock_on_hand").values()) == {None}  # no stock: null, not absent
+    assert result.profiles.is_empty() and result.since is None
 
 
 def test_missing_days_are_zero_and_same_day_sales_are_summed() -> None:
@@ -107,12 +121,12 @@ def test_missing_days_are_zero_and_same_day_sales_are_summed() -> None:
     params = FeatureParams(
         ema_spans=(), ma_windows=(2,), std_windows=(), lags=(1,), seasonality=False
     )
-    result = compute_features(sales, None, None, params)
+    result = compute(sales, None, None, params)
 
-    # daily series: 4, 2, 0 (filled), 7 (6 + 1)
-    assert series(result, "lag_1") == {day(2): 4.0, day(3): 2.0, day(4): 0.0}
-    assert series(result, "ma_2") == {day(2): 3.0, day(3): 1.0, day(4): 3.5}
-    assert result.feature_types == ["ma", "lags"]
+    assert series(result, "qty") == {day(1): 4.0, day(2): 2.0, day(3): 0.0, day(4): 7.0}
+    assert present(result, "lag_1") == {day(2): 4.0, day(3): 2.0, day(4): 0.0}
+    assert present(result, "ma_2") == {day(2): 3.0, day(3): 1.0, day(4): 3.5}
+    assert result.families == ["ma", "lags"]
 
 
 def test_null_qty_counts_as_zero_and_undated_rows_are_ignored() -> None:
@@ -125,52 +139,67 @@ def test_null_qty_counts_as_zero_and_undated_rows_are_ignored() -> None:
             "amount": [0.0] * 4,
         }
     )
-    params = FeatureParams(
-        ema_spans=(), ma_windows=(), std_windows=(), lags=(1,), seasonality=False
-    )
-    result = compute_features(sales, None, None, params)
+    result = compute(sales, None, None, FeatureParams(seasonality=False))
 
-    assert series(result, "lag_1") == {day(2): 3.0, day(3): 0.0}
+    assert series(result, "qty") == {day(1): 3.0, day(2): 0.0, day(3): 1.0}
+
+
+def test_every_product_runs_to_its_clients_last_day() -> None:
+    sales = sales_frame([("p1", day(1), 1.0), ("p1", day(5), 1.0), ("p2", day(2), 3.0)])
+    sales = pl.concat([sales, sales_frame([("p1", day(9), 1.0)], client="c2")])
+    result = compute(sales, None, None, FeatureParams(seasonality=False))
+
+    # p2 sold once, on day 2; its client c1 has sales until day 5: days 3..5 sold 0.
+    assert series(result, "qty", "p2") == {day(2): 3.0, day(3): 0.0, day(4): 0.0, day(5): 0.0}
+    assert len(series(result, "qty", "p1")) == 5 + 1  # c1's p1 days 1..5 and c2's p1 day 9
+
+
+def test_same_rows_in_any_order_give_the_same_bits() -> None:
+    rng = random.Random(7)
+    rows = [("p1", day(1 + n // 5), rng.uniform(0, 1) * 10 ** rng.randrange(-3, 6))
+            for n in range(200)]  # five sales a day: a float sum depends on their order
+    frames = [sales_frame(rows), sales_frame(rows[::-1]), sales_frame(rng.sample(rows, len(rows)))]
+    params = FeatureParams(ma_windows=(3, 7), std_windows=(3, 7))
+    first, *others = (compute(frame, None, None, params) for frame in frames)
+
+    for other in others:
+        assert_frame_equal(other.wide, first.wide, check_exact=True)
+        assert_frame_equal(other.profiles, first.profiles, check_exact=True)
 
 
 def test_weekday_profile_on_two_weeks() -> None:
     week1 = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
     week2 = [5.0, 2.0, 1.0, 0.0, 1.0, 2.0, 3.0]  # the 0 day is written, not a gap
     sales = sales_frame([("p1", day(n + 1), q) for n, q in enumerate(week1 + week2)])
-    result = compute_features(sales, None, None, FeatureParams())
+    result = compute(sales, None, None, FeatureParams())
 
     # mean over the 14 days = 42 / 14 = 3; Monday (1 + 5) / 2 = 3, Tuesday (2 + 2) / 2 = 2, ...
     by_weekday = [3 / 3, 2 / 3, 2 / 3, 2 / 3, 3 / 3, 4 / 3, 5 / 3]
-    expected = {day(n + 1): by_weekday[n % 7] for n in range(14)}
-    assert series(result, "dow_profile") == pytest.approx(expected, rel=1e-12)
-    assert series(result, "moy_profile") == {day(n): IsApprox(1.0) for n in range(1, 15)}
-    assert result.feature_types == ["ema", "ma", "std", "lags", "seasonality"]
+    assert profile(result, "dow") == pytest.approx(
+        {n + 1: v for n, v in enumerate(by_weekday)}, rel=1e-12)
+    assert profile(result, "moy") == {1: IsApprox(1.0)}
+    monday = result.profiles.filter(pl.col("kind") == "dow", pl.col("period") == 1)
+    assert monday.select("qty_sum", "days").row(0) == (6, 2)  # what an increment continues from
+    assert result.families == ["ema", "ma", "std", "lags", "seasonality"]
 
 
 def test_month_profile_across_a_month_boundary() -> None:
     qty = {date(2024, 1, 30): 1.0, date(2024, 1, 31): 3.0, date(2024, 2, 1): 4.0}
     sales = sales_frame([("p1", d, q) for d, q in qty.items()] + [("p1", date(2024, 2, 2), 4.0)])
-    result = compute_features(sales, None, None, FeatureParams())
+    result = compute(sales, None, None, FeatureParams())
 
     # mean = 12 / 4 = 3; January (1 + 3) / 2 = 2 -> 2/3; February 4 -> 4/3
-    assert series(result, "moy_profile") == pytest.approx(
-        {
-            date(2024, 1, 30): 2 / 3,
-            date(2024, 1, 31): 2 / 3,
-            date(2024, 2, 1): 4 / 3,
-            date(2024, 2, 2): 4 / 3,
-        }
-    )
+    assert profile(result, "moy") == pytest.approx({1: 2 / 3, 2: 4 / 3})
 
 
 def test_profiles_are_null_for_a_product_that_never_sold() -> None:
-    sales = sales_frame([("p1", day(1), 0.0), ("p1", day(3), 0.0), ("p2", day(1), 2.0)])
-    result = compute_features(sales, None, None, FeatureParams(ma_windows=(2,)))
+    sales = sales_frame([("p1", day(1), 0.0), ("p1", day(3), 0.0), ("p2", day(3), 2.0)])
+    result = compute(sales, None, None, FeatureParams(ma_windows=(2,)))
 
-    assert series(result, "dow_profile", "p1") == {}
-    assert series(result, "moy_profile", "p1") == {}
-    assert series(result, "ma_2", "p1") == {day(2): 0.0, day(3): 0.0}
-    assert series(result, "dow_profile", "p2") == {day(1): 1.0}
+    assert profile(result, "dow", "p1") == {1: None, 2: None, 3: None}
+    assert profile(result, "moy", "p1") == {1: None}
+    assert present(result, "ma_2", "p1") == {day(2): 0.0, day(3): 0.0}
+    assert profile(result, "dow", "p2") == {3: 1.0}
 
 
 def test_stock_is_forward_filled_and_gives_days_of_cover() -> None:
@@ -178,6 +207,7 @@ def test_stock_is_forward_filled_and_gives_days_of_cover() -> None:
     stock = stock_frame(
         [
             ("p1", D0 - timedelta(days=1), 10.0),  # before the first sale: still applies
+            ("p1", D0 - timedelta(days=3), 70.0),  # older than that: overridden
             ("p1", day(3), 6.0),
             ("p1", day(4), None),  # ignored
             ("p1", day(5), 1.0),
@@ -185,56 +215,72 @@ def test_stock_is_forward_filled_and_gives_days_of_cover() -> None:
             ("p1", day(9), 99.0),  # after the last sale: no grid day
         ]
     )
-    params = FeatureParams(ma_windows=(2, 3))
-    result = compute_features(sales, stock, None, params)
+    result = compute(sales, stock, None, FeatureParams(ma_windows=(2, 3)))
 
-    assert result.feature_types == IsList("ema", "ma", "std", "lags", "seasonality", "stock")
-    assert {"stock_on_hand", "days_of_cover"} <= set(result.feature_names)
+    assert result.families == ["ema", "ma", "std", "lags", "seasonality", "stock"]
     on_hand = [10.0, 10.0, 6.0, 6.0, 3.0, 3.0]
     assert series(result, "stock_on_hand") == {day(n): on_hand[n - 1] for n in range(1, 7)}
-    # cover uses ma_2 (the first ma window) = 2 from day 2 on; day 1 has no ma_2 yet.
-    assert series(result, "days_of_cover") == {day(n): on_hand[n - 1] / 2 for n in range(2, 7)}
+    # cover uses ma_2 (the shortest window) = 2 from day 2 on; day 1 has no ma_2 yet.
+    assert present(result, "days_of_cover") == {day(n): on_hand[n - 1] / 2 for n in range(2, 7)}
+    # whatever the order the windows are listed in
+    swapped = compute(sales, stock, None, FeatureParams(ma_windows=(3, 2)))
+    assert_frame_equal(swapped.wide, result.wide, check_exact=True)
 
 
 def test_stock_before_its_first_row_and_cover_without_sales() -> None:
     sales = sales_frame(
         [("p1", day(1), 0.0), ("p1", day(3), 0.0), ("p2", day(1), 1.0), ("p2", day(3), 1.0)]
     )
-    stock = stock_frame([("p1", day(2), 5.0), ("p2", day(3), 4.0)])
-    result = compute_features(sales, stock, None, FeatureParams(ma_windows=(1,)))
+    stock = stock_frame([("p1", day(2), 5.0), ("p2", day(3), 4.0), ("p3", day(1), 8.0)])
+    result = compute(sales, stock, None, FeatureParams(ma_windows=(1,)))
 
-    assert series(result, "stock_on_hand", "p1") == {day(2): 5.0, day(3): 5.0}
-    assert series(result, "days_of_cover", "p1") == {}  # ma_1 is 0 on every day
-    assert series(result, "stock_on_hand", "p2") == {day(3): 4.0}
-    assert series(result, "days_of_cover", "p2") == {day(3): 4.0}
+    assert present(result, "stock_on_hand", "p1") == {day(2): 5.0, day(3): 5.0}
+    assert present(result, "days_of_cover", "p1") == {}  # ma_1 is 0 on every day
+    assert present(result, "stock_on_hand", "p2") == {day(3): 4.0}
+    assert present(result, "days_of_cover", "p2") == {day(3): 4.0}
+    assert series(result, "qty", "p3") == {}  # stock alone makes no series
 
 
-def test_stock_without_ma_windows_gives_only_stock_on_hand() -> None:
+def test_without_ma_windows_there_is_no_days_of_cover_column() -> None:
     sales = sales_frame([("p1", day(1), 1.0)])
-    stock = stock_frame([("p1", day(1), 3.0)])
-    result = compute_features(sales, stock, None, FeatureParams(ma_windows=()))
+    result = compute(sales, stock_frame([("p1", day(1), 3.0)]), None,
+                     FeatureParams(ma_windows=()))
 
-    assert "days_of_cover" not in result.feature_names
+    assert "days_of_cover" not in result.wide.columns
     assert series(result, "stock_on_hand") == {day(1): 3.0}
-    assert result.feature_types == ["ema", "std", "lags", "seasonality", "stock"]
+    assert result.families == ["ema", "std", "lags", "seasonality", "stock"]
 
 
-def test_empty_stock_adds_no_stock_features() -> None:
-    sales = sales_frame([("p1", day(1), 1.0)])
-    result = compute_features(sales, stock_frame([]), None, FeatureParams())
+@pytest.mark.parametrize(("table", "column"), [("sales", "qty"), ("stock", "on_hand")])
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_quantity_is_fatal_and_named(table: str, column: str, bad: float) -> None:
+    sales = sales_frame([("p1", day(1), 1.0), ("p1", day(2), 1.0)])
+    stock = stock_frame([("p1", day(1), 1.0)])
+    if table == "sales":
+        sales = sales.with_columns(qty=pl.when(pl.col("date") == day(2)).then(bad)
+                                   .otherwise(pl.col("qty")))
+    else:
+        stock = stock.with_columns(on_hand=pl.lit(bad))
+    with pytest.raises(FatalError, match=rf"{table}: {column} must be a finite number.*'p1'"):
+        compute(sales, stock, None, FeatureParams())
 
-    assert "stock" not in result.feature_types
-    assert not {"stock_on_hand", "days_of_cover"} & set(result.feature_names)
+
+def test_a_quantity_beyond_the_exact_sums_is_fatal() -> None:
+    sales = sales_frame([("p1", day(1), 1e21)])
+    with pytest.raises(FatalError, match="too large for the seasonality sums"):
+        compute(sales, None, None, FeatureParams())
+    assert compute(sales, None, None, FeatureParams(seasonality=False)).wide.height == 1
 
 
 # --- products, empty input, output shape -------------------------------------------------------
 
 
-def test_inactive_products_are_excluded() -> None:
+def test_inactive_products_are_excluded_but_their_days_count() -> None:
     sales = pl.concat(
         [
             sales_frame(
                 [(p, day(n), 1.0) for p in ("on", "off", "unlisted", "null") for n in (1, 2)]
+                + [("off", day(4), 1.0)]
             ),
             sales_frame([("off", day(1), 1.0)], client="c2"),
         ]
@@ -243,51 +289,45 @@ def test_inactive_products_are_excluded() -> None:
         {
             "client_id": ["c1", "c1", "c1", "c2"],
             "product_id": ["on", "off", "null", "other"],
-            "name": ["a", "b", "c", "d"],
             "category": ["x", "x", "x", "x"],
             "active": [True, False, None, False],
         }
     )
-    result = compute_features(sales, None, products, FeatureParams())
+    result = compute(sales, None, products, FeatureParams())
 
-    kept = set(result.frame.select("client_id", "product_id").unique().rows())
+    kept = set(result.wide.select("client_id", "product_id").unique().rows())
     # "off" is inactive for c1 only; absent or null-active products count as active.
     assert kept == {("c1", "on"), ("c1", "unlisted"), ("c1", "null"), ("c2", "off")}
+    assert set(result.profiles.select("client_id", "product_id").unique().rows()) == kept
+    # c1's days end on day 4, a day only the inactive product sold on
+    assert series(result, "qty", "on") == {day(1): 1.0, day(2): 1.0, day(3): 0.0, day(4): 0.0}
 
 
-def test_empty_sales() -> None:
-    result = compute_features(
-        sales_frame([]), stock_frame([("p1", D0, 1.0)]), None, FeatureParams()
-    )
+@pytest.mark.parametrize("active", [[0], [False]])  # an integer flag, as MySQL returns BOOLEAN
+def test_empty_sales_and_every_product_inactive(active: list[object]) -> None:
+    products = pl.DataFrame({"client_id": ["c1"], "product_id": ["p1"], "active": active})
+    params = FeatureParams()
+    for sales, meta in ((sales_frame([]), None), (sales_frame([("p1", D0, 1.0)]), products)):
+        result = compute(sales, stock_frame([("p1", D0, 1.0)]), meta, params)
 
-    assert result.frame.is_empty()
-    assert result.frame.schema == FEATURE_SCHEMA
-    assert result.feature_names == []
-    assert result.feature_types == []
-
-
-def test_every_product_inactive_is_like_empty_sales() -> None:
-    sales = sales_frame([("p1", D0, 1.0)])
-    products = pl.DataFrame(
-        {"client_id": ["c1"], "product_id": ["p1"], "name": ["n"], "category": ["k"], "active": [0]}
-    )  # an integer flag, as MySQL returns BOOLEAN
-    result = compute_features(sales, None, products, FeatureParams())
-
-    assert result.frame.is_empty()
-    assert result.feature_names == []
+        assert result.wide.is_empty() and result.wide.schema == wide_schema(params)
+        assert result.profiles.is_empty() and result.profiles.schema == PROFILE_SCHEMA
 
 
-def test_long_frame_schema_keys_and_no_missing_values() -> None:
+def test_wide_rows_are_the_grid_sorted_and_the_columns_follow_the_parameters() -> None:
     sales = sales_frame([(p, day(n), float(n % 5)) for p in ("b", "a") for n in range(1, 40)])
-    result = compute_features(sales, None, None, FeatureParams())
-    frame = result.frame
+    params = FeatureParams(ema_spans=(28, 3), ma_windows=(14, 2), lags=(7, 1))
+    result = compute(sales.sample(fraction=1.0, shuffle=True, seed=1), None, None, params)
 
-    assert frame.schema == FEATURE_SCHEMA
-    assert frame["value"].null_count() == 0
-    assert not frame["value"].is_nan().any()
-    assert sorted(frame["feature"].unique()) == result.feature_names
-    # one row per key: the store upserts by it
-    assert frame.select("client_id", "product_id", "date", "feature").is_duplicated().sum() == 0
+    assert result.wide.schema == wide_schema(params)
+    assert params.feature_columns() == [
+        "ema_3", "ema_28", "ma_2", "ma_14", "std_7", "std_28", "lag_1", "lag_7",
+        "stock_on_hand", "days_of_cover"]
+    keys = result.wide.select("client_id", "product_id", "date")
+    assert keys.rows() == sorted(keys.rows()) and not keys.is_duplicated().any()
+    assert result.wide.height == 2 * 39
+    assert result.profiles.schema == PROFILE_SCHEMA
+    assert result.profiles.height == 2 * (7 + 2)  # 39 days: every weekday, January and February
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -326,6 +366,50 @@ def test_parameters_from_yaml_lists_are_frozen_tuples() -> None:
         params.ema_spans = (1,)  # type: ignore[misc]  # deliberately: a frozen field
 
 
+@pytest.mark.parametrize(("params", "days"), [
+    (FeatureParams(), 28),  # lag_28 reaches 28 days back, ma_28 27
+    (FeatureParams(lags=(1, 7)), 27),
+    (FeatureParams(ma_windows=(), std_windows=(), lags=()), 0),
+    (FeatureParams(std_windows=(90,), lags=(3,)), 89),
+])
+def test_warm_up_is_how_far_back_a_day_reads(params: FeatureParams, days: int) -> None:
+    assert params.warm_up() == days
+
+
+# --- the long format the pipeline still writes ------------------------------------------------
+
+
+def test_long_format_is_the_wide_frame_unpivoted_with_profiles_by_date() -> None:
+    sales = sales_frame([(p, day(n), float(n % 3)) for p in ("a", "b") for n in range(1, 20)])
+    stock = stock_frame([("a", day(2), 5.0)])
+    params = FeatureParams(ma_windows=(3,), lags=(1,))
+    wide, long = compute(sales, stock, None, params), compute_features(sales, stock, None, params)
+
+    assert long.frame.schema == FEATURE_SCHEMA
+    assert long.feature_types == wide.families
+    assert long.feature_names == sorted([*params.feature_columns(), "dow_profile", "moy_profile"])
+    got = {(p, d, f): v for _, p, d, f, v in long.frame.rows()}
+    expected = {(p, d, f): v for row in wide.wide.iter_rows(named=True)
+                for f, v in row.items() if f in params.feature_columns() and v is not None
+                for p, d in [(row["product_id"], row["date"])]}
+    by_period = {(p, k, n): v for _, p, k, n, v, _, _ in wide.profiles.rows()}
+    for p, d in wide.wide.select("product_id", "date").rows():
+        expected[(p, d, "dow_profile")] = by_period[(p, "dow", d.isoweekday())]
+        expected[(p, d, "moy_profile")] = by_period[(p, "moy", d.month)]
+    assert got == expected
+
+
+def test_long_format_without_stock_or_sales() -> None:
+    sales = sales_frame([("p1", day(1), 1.0)])
+    result = compute_features(sales, stock_frame([]), None, FeatureParams(seasonality=False))
+    assert "stock" not in result.feature_types
+    assert not {"stock_on_hand", "days_of_cover"} & set(result.feature_names)
+
+    empty = compute_features(sales_frame([]), None, None, FeatureParams())
+    assert empty.frame.is_empty() and empty.frame.schema == FEATURE_SCHEMA
+    assert empty.feature_names == [] and empty.feature_types == []
+
+
 # --- against a plain-Python reference ----------------------------------------------------------
 
 
@@ -334,22 +418,26 @@ def reference(
     stock: list[tuple[str, str, date, float]],
     inactive: set[tuple[str, str]],
     params: FeatureParams,
-) -> dict[KEY, float]:
-    """The module docstring's definitions, one product and one day at a time."""
+) -> tuple[dict[ROW, dict[str, float | None]], dict[PROFILE, float | None]]:
+    """The module docstring's definitions, one product and one day at a time: wide rows
+    {(client, product, date): {column: value}} and profiles {(client, product, kind, period)}."""
     totals: dict[tuple[str, str], dict[date, float]] = defaultdict(lambda: defaultdict(float))
+    last_day: dict[str, date] = {}
     for client, product, d, q in sales:
+        last_day[client] = max(d, last_day.get(client, d))
         if (client, product) not in inactive:
             totals[(client, product)][d] += q
     stock_totals: dict[tuple[str, str], dict[date, float]] = defaultdict(lambda: defaultdict(float))
     for client, product, d, q in stock:
         stock_totals[(client, product)][d] += q
 
-    out: dict[KEY, float] = {}
+    rows: dict[ROW, dict[str, float | None]] = {}
+    shapes: dict[PROFILE, float | None] = {}
     for (client, product), by_day in totals.items():
-        first, last = min(by_day), max(by_day)
+        first, last = min(by_day), last_day[client]
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         qty = [by_day.get(d, 0.0) for d in dates]
-        columns: dict[str, list[float | None]] = {}
+        columns: dict[str, list[float | None]] = {"qty": list(qty)}
         for s in params.ema_spans:
             alpha, ema, emas = 2 / (s + 1), qty[0], []
             for q in qty:
@@ -368,41 +456,38 @@ def reference(
             ]
         for k in params.lags:
             columns[f"lag_{k}"] = [qty[i - k] if i >= k else None for i in range(len(qty))]
+        known = sorted(stock_totals[(client, product)].items())
+        on_hand = [next((v for sd, v in reversed(known) if sd <= d), None) for d in dates]
+        columns["stock_on_hand"] = list(on_hand)
+        if params.ma_windows:
+            ma = columns[f"ma_{min(params.ma_windows)}"]
+            columns["days_of_cover"] = [
+                h / m if h is not None and m is not None and m > 0 else None
+                for h, m in zip(on_hand, ma, strict=True)
+            ]
+        for i, d in enumerate(dates):
+            rows[(client, product, d)] = {name: values[i] for name, values in columns.items()}
         if params.seasonality:
             mean = statistics.fmean(qty)
-            for name, period in (("dow_profile", date.weekday), ("moy_profile", lambda d: d.month)):
+            for kind, period in (("dow", date.isoweekday), ("moy", lambda d: d.month)):
                 groups: dict[int, list[float]] = defaultdict(list)
                 for d, q in zip(dates, qty, strict=True):
                     groups[period(d)].append(q)
-                columns[name] = [
-                    statistics.fmean(groups[period(d)]) / mean if mean != 0 else None for d in dates
-                ]
-        if stock:
-            known = sorted(stock_totals[(client, product)].items())
-            on_hand = [next((v for sd, v in reversed(known) if sd <= d), None) for d in dates]
-            columns["stock_on_hand"] = list(on_hand)
-            if params.ma_windows:
-                ma = columns[f"ma_{params.ma_windows[0]}"]
-                columns["days_of_cover"] = [
-                    h / m if h is not None and m is not None and m > 0 else None
-                    for h, m in zip(on_hand, ma, strict=True)
-                ]
-        for feature, values in columns.items():
-            for d, v in zip(dates, values, strict=True):
-                if v is not None and not math.isnan(v):
-                    out[(client, product, d, feature)] = v
-    return out
+                for n, values in groups.items():
+                    shapes[(client, product, kind, n)] = (
+                        statistics.fmean(values) / mean if mean != 0 else None)
+    return rows, shapes
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_matches_plain_python_reference_on_random_data(seed: int) -> None:
+def random_history(seed: int) -> tuple[list[tuple[str, str, date, float]],
+                                       list[tuple[str, str, date, float]]]:
     rng = random.Random(seed)
     sales: list[tuple[str, str, date, float]] = []
     stock: list[tuple[str, str, date, float]] = []
     for client in ("c1", "c2"):
         for product in ("p1", "p2", "p3"):
             start = D0 + timedelta(days=rng.randrange(30))
-            for n in range(90):
+            for n in range(rng.randrange(20, 90)):
                 if rng.random() < 0.2:  # a gap
                     continue
                 d = start + timedelta(days=n)
@@ -411,34 +496,62 @@ def test_matches_plain_python_reference_on_random_data(seed: int) -> None:
                     sales.append((client, product, d, rng.uniform(0, 5)))
                 if rng.random() < 0.05:
                     stock.append((client, product, d - timedelta(days=3), rng.uniform(0, 100)))
+    return sales, stock
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_matches_plain_python_reference_on_random_data(seed: int) -> None:
+    sales, stock = random_history(seed)
     inactive = {("c2", "p2")}
     params = FeatureParams(
         ema_spans=(3, 10), ma_windows=(7, 4), std_windows=(2, 14), lags=(1, 5), seasonality=True
     )
     frame = pl.DataFrame(
-        sales,
-        schema=["client_id", "product_id", "date", "qty"],
-        orient="row",
+        sales, schema=["client_id", "product_id", "date", "qty"], orient="row"
     ).with_columns(amount=pl.col("qty") * 3)
     stock_df = pl.DataFrame(
         stock, schema=["client_id", "product_id", "date", "on_hand"], orient="row"
     )
     products = pl.DataFrame(
-        {
-            "client_id": ["c2", "c1"],
-            "product_id": ["p2", "p2"],
-            "name": ["x", "y"],
-            "category": ["k", "k"],
-            "active": [False, True],
-        }
+        {"client_id": ["c2", "c1"], "product_id": ["p2", "p2"], "active": [False, True]}
     )
 
-    result = compute_features(
-        frame.sample(fraction=1.0, shuffle=True, seed=seed), stock_df, products, params
-    )
-    expected = reference(sales, stock, inactive, params)
+    result = compute(frame.sample(fraction=1.0, shuffle=True, seed=seed), stock_df, products,
+                     params)
+    rows, shapes = reference(sales, stock, inactive, params)
 
-    got = as_dict(result.frame)
-    assert got.keys() == expected.keys()
-    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
-    assert result.feature_names == sorted({feature for *_, feature in expected})
+    names = result.wide.columns[3:]
+    got = {(c, p, d): dict(zip(names, values, strict=True))
+           for c, p, d, *values in result.wide.rows()}
+    assert got.keys() == rows.keys()
+    for key, values in got.items():
+        assert nulls_where(values) == nulls_where(rows[key]), key
+        assert numbers(values) == pytest.approx(numbers(rows[key]), rel=1e-9, abs=1e-9), key
+    got_shapes = {(c, p, k, n): v for c, p, k, n, v, _, _ in result.profiles.rows()}
+    assert nulls_where(got_shapes) == nulls_where(shapes)
+    assert numbers(got_shapes) == pytest.approx(numbers(shapes), rel=1e-9, abs=1e-12)
+
+
+def nulls_where(values: dict[K, float | None]) -> dict[K, None]:
+    """The keys whose value is None (pytest.approx compares numbers only)."""
+    return {key: None for key, value in values.items() if value is None}
+
+
+def numbers(values: dict[K, float | None]) -> dict[K, float]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def test_profile_sums_are_decimals_of_the_daily_qty() -> None:
+    rng = random.Random(3)
+    rows = [("p1", day(n), rng.uniform(0, 10) * 10 ** rng.randrange(-2, 4)) for n in range(1, 99)]
+    result = compute(sales_frame(rows), None, None, FeatureParams())
+
+    assert result.profiles.schema["qty_sum"] == pl.Decimal(38, 18)
+    for kind, period, qty_sum, days in result.profiles.select(
+            "kind", "period", "qty_sum", "days").rows():
+        members = [q for _, d, q in rows
+                   if (d.isoweekday() if kind == "dow" else d.month) == period]
+        exact = sum(decimal.Decimal(q) for q in members)  # the doubles' exact values
+        assert days == len(members)
+        # each qty converted within its double's precision, then summed exactly
+        assert abs(qty_sum - exact) <= decimal.Decimal(sum(members) * 2**-52)
