@@ -2,9 +2,10 @@
 and a check at start that the user it connects as has each of those permissions.
 
 The check sends each command the worker uses once, in a form that changes nothing the worker
-would not do anyway (creating its group as it would, acking entry 0-0, adding with NOMKSTREAM at
-id 0-1, reading its own pending entries after the last id possible …): Redis refuses a
-command the user may not run, or a key it may not touch, with NOPERM before anything else, so a
+would not do anyway (creating its group as it would, acking entry 0-0, adding at id 0-0, which
+Redis refuses after the ACL check, reading its own pending entries after the last possible id
+…): Redis refuses a command the user may not run, or a key it may not touch, with NOPERM before
+anything else, so a
 missing permission is found at start and named in one line — not as a retry loop at the first
 event that needs it.
 """
@@ -82,7 +83,7 @@ def probes(group: str, consumer: str, start_id: str, streams: Iterable[str],
             ("xinfo|consumers", s, ("XINFO", "CONSUMERS", s, group)),
             ("xgroup|delconsumer", s, ("XGROUP", "DELCONSUMER", s, group, "permission-probe")),
         ]
-    found += [("xadd", s, ("XADD", s, "NOMKSTREAM", "0-1", "permission", "probe"))
+    found += [("xadd", s, ("XADD", s, "NOMKSTREAM", "0-0", "permission", "probe"))
               for s in [*outputs, keys.dlq_stream(group)]]
     return [*found,
             ("hmget", errors, ("HMGET", errors, "permission-probe")),
