@@ -254,7 +254,7 @@ async def cleanup(r: aioredis.Redis, run: Run) -> int:
     dead = await r.xlen(keys.dlq_stream(run.group))
     await r.delete(run.stream, keys.dlq_stream(run.group), f"{run.group}:errors")
     batch: list[bytes] = []
-    async for key in r.scan_iter(match=f"{run.group}:seen:*", count=5000):
+    async for key in r.scan_iter(match=keys.seen_pattern(run.group), count=5000):
         batch.append(key)
         if len(batch) >= 5000:
             await r.unlink(*batch)

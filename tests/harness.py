@@ -10,6 +10,7 @@ import datetime as dt
 import inspect
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -63,11 +64,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{token}"
 
 
+_TOKEN = re.compile(r"(?<![0-9a-f])[0-9a-f]{8}(?![0-9a-f])")  # what unique() appends
+
+
 def delete_minted_keys(url: str) -> int:
     """Delete the keys of a shared Redis that carry a suffix this session minted."""
     client = redis.Redis.from_url(url)
     doomed = [key for key in client.scan_iter(count=1000)
-              if any(token in key.decode(errors="replace") for token in MINTED)]
+              if MINTED.intersection(_TOKEN.findall(key.decode(errors="replace")))]
     for i in range(0, len(doomed), 500):
         client.delete(*doomed[i:i + 500])
     client.close()
