@@ -11,6 +11,9 @@ the delivery policy, the publisher and the log sink:
     secretmagic_group_recreated_total{stream}  consumer groups recreated after NOGROUP
     secretmagic_config_reloads_total{result}   applied, rejected
     secretmagic_published_total{stream,route}  direct, outbox, disabled
+    secretmagic_outbox_queued_total{reason}    why an event went to the outbox: unreachable,
+                                               out_of_memory, read_only, loading, … or behind
+                                               (others of its stream were waiting already)
     secretmagic_handle_seconds{stream}         handler time per run
     secretmagic_log_records_dropped_total      the PostgreSQL log buffer was full
 
@@ -62,6 +65,12 @@ PUBLISHED = Counter(
     "secretmagic_published_total",
     "Events published by stream and route (direct, outbox, disabled)",
     ["stream", "route"],
+    registry=REGISTRY,
+)
+OUTBOX_QUEUED = Counter(
+    "secretmagic_outbox_queued_total",
+    "Events queued in the outbox, by why Redis did not take them (app.publishing.outbox)",
+    ["reason"],
     registry=REGISTRY,
 )
 HANDLE_SECONDS = Histogram(

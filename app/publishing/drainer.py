@@ -18,7 +18,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from app.publishing.outbox import Outbox, Route, describe, is_outage
+from app.observability.metrics import OUTBOX_QUEUED
+from app.publishing.outbox import MEANING, Outbox, Route, describe, outage_reason
 from core import logs
 
 log = logs.get("messenger")
@@ -40,19 +41,23 @@ async def publish(
     - Otherwise XADD ("direct"). On an outage the event is queued ("outbox"), unless `strict` or
       there is no outbox: then the error is raised.
     - AuthenticationError (wrong password) and other non-outage errors are always raised.
-    - A full outbox raises OutboxFull.
+    - A full outbox raises OutboxFull, a disk that refuses the row OutboxUnavailable (both
+      core.errors.Unavailable: the input is not acked, its stream waits).
     """
     if outbox is not None and outbox.has(stream):
         outbox.put(stream, fields, maxlen)
+        OUTBOX_QUEUED.labels("behind").inc()
         return "outbox"
     try:
         payload: dict[Any, Any] = dict(fields)
         await client.xadd(stream, payload, maxlen=maxlen, approximate=maxlen is not None)
     except Exception as exc:
-        if outbox is None or strict or not is_outage(exc):
+        reason = outage_reason(exc)
+        if outbox is None or strict or reason is None:
             raise
-        outbox.last_error = describe(exc)
+        outbox.note(exc)
         outbox.put(stream, fields, maxlen)
+        OUTBOX_QUEUED.labels(reason).inc()
         return "outbox"
     return "direct"
 
@@ -157,8 +162,9 @@ class OutboxDrainer:
                 self._queueing_since = time.monotonic()
                 self._queued_sent = 0
                 self._last_report = time.monotonic()
-                reason = (f"Redis unreachable ({self.outbox.last_error})"
-                          if self.outbox.last_error else "left from an earlier run")
+                reason = (f"{MEANING[self.outbox.last_reason or 'unreachable']} "
+                          f"({self.outbox.last_error})" if self.outbox.last_error
+                          else "left from an earlier run")
                 log.warning(
                     "outbox: events queue in %s: %d waiting, the oldest for %.1fs; %s",
                     self.outbox.path, self.outbox.depth(), self.outbox.oldest_age() or 0.0,
@@ -188,7 +194,7 @@ class OutboxDrainer:
         try:
             sent = await self.outbox.drain(self._client, self.batch)
         except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
-            self.outbox.last_error = describe(exc)
+            self.outbox.note(exc)
             if not self._auth_reported:
                 self._auth_reported = True
                 log.error(
@@ -198,7 +204,7 @@ class OutboxDrainer:
                 )
             return 0
         except Exception as exc:
-            self.outbox.last_error = describe(exc)
+            self.outbox.last_error, self.outbox.last_reason = describe(exc), None
             log.exception("outbox drain failed (entries stay queued)", **self._context())
             return 0
         self._auth_reported = False
@@ -215,7 +221,7 @@ class OutboxDrainer:
         )
         self._queueing_since = None
         self._queued_sent = 0
-        self.outbox.last_error = None
+        self.outbox.last_error = self.outbox.last_reason = None
 
     def _context(self) -> dict[str, Any]:
         age = self.outbox.oldest_age()

@@ -9,12 +9,25 @@ outbox row (or a connection that drops after Redis appended a direct XADD but be
 arrived) sends the event again. The copy carries the same `event_id` and `timestamp` (they are
 stream fields, stored with the event), so consumers drop it with their `event_id` dedup (SPEC §3).
 
+What counts as "Redis cannot take it now" (`outage_reason`): unreachable, timed out, loading, and
+the replies that refuse writes for a while: out of memory (`maxmemory` reached under
+`noeviction`), a read-only replica, a cluster slot not served. redis-py strips the reply's code
+from the message (`OOM command not allowed…` arrives as OutOfMemoryError("command not
+allowed…")), so they are told apart by class.
+
 Not an outage: a wrong password (`AuthenticationError`, which redis-py derives from
 `ConnectionError`) or missing permissions. They are configuration errors and are raised, never
 absorbed into the outbox.
 
-Bounds: at most `max_entries` events; beyond that `put` raises `OutboxFull` (a RetryableError: the
-input event that produced it is not acked and is delivered again later).
+Bounds: at most `max_entries` events; beyond that `put` raises `OutboxFull`. A disk that cannot
+take the row (full, read-only, failing) raises `OutboxUnavailable` naming the path and the space
+left. Both are core.errors.Unavailable: the input event that produced it is not acked; its stream
+pauses and retries it, uncounted, until the event can be sent or stored: nothing is acked whose
+output is neither in Redis nor on disk, and nothing is dead-lettered for it.
+
+Sent rows whose deletion the disk refuses (it is full) are remembered in memory and skipped, not
+sent again; they are deleted once the disk takes writes again (a restart before that sends them
+again: the duplicate of the caveat above).
 
 One process owns an outbox file at a time (an exclusive lock beside it): give each instance on a
 host its own path. The object is used from one event-loop thread (only `depth()` and
@@ -29,6 +42,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -39,15 +53,25 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from core import logs
-from core.errors import RetryableError
+from core.errors import Unavailable
 
 log = logs.get("messenger")
 
 Route = Literal["direct", "outbox"]
 
-# ResponseError prefixes that mean "Redis cannot take writes right now", not "this command is
-# wrong": worth keeping the event and trying later.
-_OUTAGE_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+# Replies that mean "Redis cannot take writes right now", not "this command is wrong": worth
+# keeping the event and trying later. redis-py's class, the reply's code (for a reply it does not
+# type), the reason (secretmagic_outbox_queued_total's label) and what it means (for the log).
+_REFUSALS: tuple[tuple[type[Exception], str, str, str], ...] = (
+    (rexc.OutOfMemoryError, "OOM", "out_of_memory",
+     "Redis is out of memory (maxmemory reached, writes refused)"),
+    (rexc.ReadOnlyError, "READONLY", "read_only", "Redis is a read-only replica"),
+    (rexc.MasterDownError, "MASTERDOWN", "master_down", "the Redis replica lost its master"),
+    (rexc.ClusterDownError, "CLUSTERDOWN", "cluster_down", "the Redis Cluster is down"),
+    (rexc.TryAgainError, "TRYAGAIN", "try_again", "a Redis Cluster slot is being moved"),
+)
+MEANING = {reason: meaning for _, _, reason, meaning in _REFUSALS} | {
+    "unreachable": "Redis unreachable", "loading": "Redis is loading its data"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -60,28 +84,42 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-class OutboxFull(RetryableError):
+class OutboxFull(Unavailable):
     """The outbox holds `max_entries` events; the new one was not stored (nothing else lost)."""
+
+
+class OutboxUnavailable(Unavailable):
+    """The outbox's disk refused the new row (full, read-only, failing); it was not stored."""
 
 
 class OutboxLocked(RuntimeError):
     """Another process has this outbox file open."""
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True if `exc` means Redis is unreachable or cannot take writes for now.
+def outage_reason(exc: BaseException) -> str | None:
+    """Why Redis cannot take `exc`'s command for now (a MEANING key), or None: not an outage.
 
     Authentication and authorization errors are not outages: retrying or queueing cannot fix a
     wrong password, so they must reach the operator.
     """
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
-        return False
-    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):  # includes BusyLoadingError
-        return True
-    if isinstance(exc, rexc.ResponseError):
-        return str(exc).lstrip().upper().startswith(_OUTAGE_REPLIES)
+        return None
+    if isinstance(exc, rexc.BusyLoadingError) or (
+            isinstance(exc, rexc.ResponseError) and str(exc).lstrip().startswith("LOADING")):
+        return "loading"
+    for kind, code, reason, _ in _REFUSALS:
+        if isinstance(exc, kind) or (isinstance(exc, rexc.ResponseError)
+                                     and str(exc).lstrip().upper().startswith(code)):
+            return reason
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+        return "unreachable"
     # What redis-py should have wrapped, should it ever leak through.
-    return isinstance(exc, ConnectionError | TimeoutError)
+    return "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if `exc` means Redis is unreachable or cannot take writes for now."""
+    return outage_reason(exc) is not None
 
 
 class Outbox:
@@ -94,6 +132,8 @@ class Outbox:
         self.max_entries = max_entries
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.path)
+        self._sent: set[int] = set()  # sent, but the disk refused to delete their rows (yet)
+        self._undeletable = False  # the disk refuses deletes (reported once until it takes one)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; explicit txns
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -116,6 +156,7 @@ class Outbox:
         self._reported: set[int] = set()  # seqs whose permanent XADD error was logged once
         self.on_put: Callable[[], None] | None = None  # set by OutboxDrainer to wake it
         self.last_error: str | None = None  # why the latest event was queued
+        self.last_reason: str | None = None  # its MEANING key
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -138,8 +179,18 @@ class Outbox:
         return None if oldest is None else max(0.0, time.time() - oldest)
 
     def _load_oldest(self) -> None:
-        row = self._db.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
-        self._oldest_created = None if row is None else float(row[0])
+        rows = self._db.execute("SELECT seq, created FROM outbox ORDER BY seq LIMIT ?",
+                                (len(self._sent) + 1,)).fetchall()
+        waiting = [created for seq, created in rows if seq not in self._sent]
+        self._oldest_created = float(waiting[0]) if waiting else None
+
+    def space(self) -> str:
+        """What the outbox's filesystem has left, for error messages."""
+        try:
+            usage = shutil.disk_usage(self.path.parent)
+        except OSError as exc:
+            return f"free space unknown: {exc}"
+        return f"{_size(usage.free)} free of {_size(usage.total)} on {self.path.parent}"
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -155,10 +206,19 @@ class Outbox:
                 "OUTBOX_MAX_ENTRIES (disk permitting)."
             )
         now = time.time()
-        self._db.execute(
-            "INSERT INTO outbox (stream, fields, maxlen, created) VALUES (?, ?, ?, ?)",
-            (stream, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), maxlen, now),
-        )
+        try:
+            self._db.execute(
+                "INSERT INTO outbox (stream, fields, maxlen, created) VALUES (?, ?, ?, ?)",
+                (stream, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), maxlen,
+                 now),
+            )
+        except sqlite3.OperationalError as exc:  # SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY
+            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            raise OutboxUnavailable(
+                f"outbox {self.path} cannot store the event: "
+                f"{'the disk is full' if full else exc} ({self.space()}); Redis does not take "
+                f"it either ({self.last_error or 'events for this stream wait in the outbox'}). "
+                "It is retried, not acked, until there is room or Redis takes it") from None
         if self._oldest_created is None:
             self._oldest_created = now
         self._counts[stream] = self._counts.get(stream, 0) + 1
@@ -190,7 +250,7 @@ class Outbox:
                         results = await pipe.execute(raise_on_error=False)
                 except Exception as exc:
                     if is_outage(exc):
-                        self.last_error = describe(exc)
+                        self.note(exc)
                         return sent
                     raise
                 done: list[tuple[int, str]] = []
@@ -201,7 +261,7 @@ class Outbox:
                     elif is_outage(result):
                         outage = True
                         skipped.add(stream)
-                        self.last_error = describe(result)
+                        self.note(result)
                     else:
                         skipped.add(stream)  # later entries of it wait too: order per stream
                         if seq not in self._reported:
@@ -211,41 +271,62 @@ class Outbox:
                                 "the stream's later entries, until the key is fixed)",
                                 stream, result, stream=stream, seq=seq, error=str(result),
                                 outbox=str(self.path))
-                self._delete(done)
+                self._forget(done)
+                self._delete_sent()
                 sent += len(done)
                 if outage:
                     break
             return sent
 
     def _next_batch(self, batch: int, skipped: set[str]) -> list[tuple[int, str, str, int | None]]:
-        if skipped:
-            marks = ",".join("?" * len(skipped))
-            query = (f"SELECT seq, stream, fields, maxlen FROM outbox WHERE stream NOT IN ({marks})"
-                     " ORDER BY seq LIMIT ?")
-            return self._db.execute(query, (*sorted(skipped), batch)).fetchall()
-        return self._db.execute(
-            "SELECT seq, stream, fields, maxlen FROM outbox ORDER BY seq LIMIT ?", (batch,)
-        ).fetchall()
+        marks = ",".join("?" * len(skipped))
+        where = f"WHERE stream NOT IN ({marks}) " if skipped else ""
+        rows = self._db.execute(
+            f"SELECT seq, stream, fields, maxlen FROM outbox {where}ORDER BY seq LIMIT ?",
+            (*sorted(skipped), batch + len(self._sent))).fetchall()
+        return [row for row in rows if row[0] not in self._sent][:batch]
 
-    def _delete(self, done: list[tuple[int, str]]) -> None:
-        if not done:
-            return
-        self._db.execute("BEGIN")
-        try:
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in done])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        for _seq, stream in done:
+    def note(self, exc: BaseException) -> None:
+        """Remember why Redis did not take an event (for the drainer's log and the metric)."""
+        self.last_error, self.last_reason = describe(exc), outage_reason(exc)
+
+    def _forget(self, done: list[tuple[int, str]]) -> None:
+        """Sent: no longer waiting (in memory at once; their rows are deleted by _delete_sent)."""
+        for seq, stream in done:
+            self._sent.add(seq)
             left = self._counts[stream] - 1
             if left:
                 self._counts[stream] = left
             else:
                 del self._counts[stream]
         self._depth -= len(done)
-        self._load_oldest()
         self._reported.difference_update(seq for seq, _ in done)
+
+    def _delete_sent(self) -> None:
+        """Delete the rows sent so far; a disk that refuses keeps them (skipped) for later."""
+        if not self._sent:
+            self._load_oldest()
+            return
+        doomed = sorted(self._sent)
+        try:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q in doomed])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if not self._undeletable:
+                log.warning("outbox %s: sent events cannot be deleted (%s; %s); they are not "
+                            "sent again, and deleted once the disk takes writes (a restart "
+                            "before that sends them again, same event_id)", self.path, exc,
+                            self.space(), outbox=str(self.path), undeleted=len(doomed))
+            self._undeletable = True
+        else:
+            self._sent.difference_update(doomed)
+            self._undeletable = False
+        self._load_oldest()
 
     def close(self) -> None:
         """Close the database and release the file lock (queued entries stay on disk)."""
@@ -281,3 +362,14 @@ def _lock(path: Path) -> int:
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.processes import wait_for
 from tests.harness import Entries, Fields, config, messenger_env, write_config
@@ -44,6 +45,16 @@ def status(port: int) -> dict[str, Any]:
 def health(port: int) -> int:
     """The HTTP status of /health (0 when it does not answer within a second)."""
     return int(status(port)["http"])
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """One sample of the worker's /metrics (0 when the series is not there)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
 
 
 def handled(books: redis.Redis, prefix: str) -> dict[str, int]:
