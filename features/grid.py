@@ -3,20 +3,26 @@ that runs from the product's first sale to its client's last sales day.
 
 Everything downstream works on the grid's flat, sorted columns: a series is a run of rows, `fpos`
 counts the days since the run's first row, and a feature at a row is a fixed function of the
-rows before it in the same run (no `over` per kernel, no joins on string keys after this).
+rows before it in the same run (no `over` per kernel, no joins on string keys). The keys become
+integers once (polars Enum codes); the grid's index arithmetic is numpy's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
 import polars as pl
 
 from core.errors import FatalError
 
 KEYS = ["client_id", "product_id"]
 EPOCH = dt.date(1970, 1, 1)
+NONE = np.iinfo(np.int32).max  # "no day" in the day-number arrays
+ROWS_SCHEMA = pl.Schema({"client_id": pl.String(), "product_id": pl.String(), "date": pl.Date(),
+                         "qty": pl.Float64(), "sid": pl.UInt32(), "fpos": pl.Int32()})
 
 
 def day_number(day: dt.date) -> int:
@@ -26,46 +32,70 @@ def day_number(day: dt.date) -> int:
 
 @dataclass(frozen=True)
 class Grid:
-    """`rows`: client_id, product_id, date, qty, sid (the series' index), fpos (days since the
-    series' first row here), one row per series and day, sorted by (client_id, product_id, date).
-    `series`: one row per series (sid order): client_id, product_id, key, first_sale (the first
-    sale read, a date; null if none), start and end (the run's first and last day, Int32 day
-    numbers), offset (its first row in `rows`)."""
+    """`rows`: ROWS_SCHEMA, one row per series and day, sorted by (client_id, product_id, date);
+    sid is the series' index, fpos the days since the series' first row here. Per series (numpy,
+    in sid order): `keys`, `first` (the first sale read, a day number; NONE if none), `start` and
+    `end` (the run's first and last day), `offset` (its first row in `rows`)."""
 
     rows: pl.DataFrame
-    series: pl.DataFrame
-    clients: pl.Series  # the sorted categories the keys are built from
+    clients: pl.Series  # the sorted categories the keys are made of
     products: pl.Series
+    keys: np.ndarray
+    first: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    offset: np.ndarray
 
-    def key(self) -> pl.Expr:
-        """(client_id, product_id) as one Int64 (null for a pair this grid does not know)."""
+    @cached_property
+    def sid_by_key(self) -> np.ndarray:
+        """key -> sid, -1 for a key with no series."""
+        out = np.full(self.clients.len() * self.products.len(), -1, np.int64)
+        out[self.keys] = np.arange(self.keys.size)
+        return out
+
+    @cached_property
+    def series(self) -> pl.DataFrame:
+        """One row per series: client_id, product_id, first_sale, start, end (dates)."""
+        first = pl.Series(self.first)
+        return pl.DataFrame({
+            "client_id": self.clients.gather(self.keys // self.products.len()),
+            "product_id": self.products.gather(self.keys % self.products.len()),
+            "first_sale": first.set(first == NONE, None).cast(pl.Date),
+            "start": pl.Series(self.start, dtype=pl.Int32).cast(pl.Date),
+            "end": pl.Series(self.end, dtype=pl.Int32).cast(pl.Date),
+        })
+
+    def key(self, *, known_client: bool = False) -> pl.Expr:
+        """(client_id, product_id) as one Int64: client code * len(products) + product code
+        (null for a pair this grid's categories do not have; `known_client`: every row's client
+        is one of them)."""
         product = pl.col("product_id").cast(pl.Enum(self.products), strict=False).to_physical()
         client: pl.Expr
         if self.clients.len() == 1:  # one client (the pipeline's case): no second cast
-            client = pl.when(pl.col("client_id") == self.clients[0]).then(0)
+            client = pl.lit(0) if known_client else pl.when(
+                pl.col("client_id") == self.clients[0]).then(0)
         else:
             client = pl.col("client_id").cast(pl.Enum(self.clients), strict=False).to_physical()
         return client.cast(pl.Int64) * self.products.len() + product.cast(pl.Int64)
 
-    def locate(self, frame: pl.DataFrame, *, clip: bool = False,
-               keys: pl.Series | None = None) -> pl.Series:
-        """The grid row of each (client_id, product_id, date) of `frame` (or of `keys` and its
-        dates), null off the grid; with `clip`, a day before its series' start counts as the
-        start."""
-        keys = frame.select(self.key()).to_series() if keys is None else keys
-        # a dense table by key: one gather per column instead of a join on the string keys
-        size = self.clients.len() * self.products.len()
-        by_key = pl.DataFrame({
-            c: pl.repeat(None, size, dtype=pl.Int32, eager=True).scatter(
-                self.series.get_column("key"), self.series.get_column(c))
-            for c in ("start", "end", "offset")
-        })
-        found = by_key.select(pl.all().gather(keys)).with_columns(
-            day=frame.get_column("date").cast(pl.Int32))
-        day = pl.max_horizontal("day", "start") if clip else pl.col("day")
-        inside = (day >= pl.col("start")) & (day <= pl.col("end"))
-        return found.select(
-            row=pl.when(inside).then(pl.col("offset") + day - pl.col("start"))).to_series()
+    def locate(self, frame: pl.DataFrame, *, clip: bool = False) -> pl.Series:
+        """The grid row of each (client_id, product_id, date) of `frame`, null off the grid; with
+        `clip`, a day before its series' start counts as the start."""
+        keys = frame.select(self.key()).to_series().fill_null(-1).to_numpy()
+        rows = self.row_of(keys, frame.get_column("date").cast(pl.Int32).to_numpy(), clip)
+        found = pl.Series("row", rows)
+        return found.set(found < 0, None)
+
+    def row_of(self, keys: np.ndarray, days: np.ndarray, clip: bool) -> np.ndarray:
+        """locate's rows of (key, day number) pairs, -1 off the grid."""
+        if self.keys.size == 0:
+            return np.full(keys.size, -1, np.int64)
+        sid = np.where(keys >= 0, self.sid_by_key[np.maximum(keys, 0)], -1)
+        known = np.maximum(sid, 0)
+        start, end = self.start[known], self.end[known]
+        days = np.maximum(days, start) if clip else days
+        inside = (sid >= 0) & (days >= start) & (days <= end)
+        return np.where(inside, self.offset[known] + days - start, -1)
 
 
 def daily(sales: pl.DataFrame) -> pl.DataFrame:
@@ -81,6 +111,8 @@ def daily(sales: pl.DataFrame) -> pl.DataFrame:
 
 
 def finite(frame: pl.DataFrame, column: str, table: str) -> None:
+    if frame.get_column(column).is_finite().all():
+        return
     bad = frame.filter(~pl.col(column).is_finite())
     if bad.height:
         row = bad.row(0, named=True)
@@ -99,6 +131,13 @@ def summed(row: pl.Series, value: pl.Series) -> pl.DataFrame:
     return frame.sort("row", "value").group_by("row").agg(pl.col("value").sum())
 
 
+def _distinct(values: pl.Series) -> pl.Series:
+    """The sorted distinct values (one compare when they are all the same, as client_id is)."""
+    if values.len() and (values == values[0]).all():
+        return values.head(1)
+    return values.unique().sort()
+
+
 def build(sales: pl.DataFrame, products: pl.DataFrame | None, *, floor: dt.date | None = None,
           continuing: pl.DataFrame | None = None) -> Grid:
     """The grid of `sales` (daily(...) rows). Products with active == False in `products` are
@@ -109,51 +148,56 @@ def build(sales: pl.DataFrame, products: pl.DataFrame | None, *, floor: dt.date 
         sales = sales.filter(pl.col("date") >= floor)
     known = sales.select(KEYS) if continuing is None else pl.concat(
         [sales.select(KEYS), continuing.select(KEYS)])
-    clients, names = (known.get_column(c).unique().sort() for c in KEYS)
-    grid = Grid(pl.DataFrame(), pl.DataFrame(), clients, names)
-    sales = sales.with_columns(key=grid.key(), day=pl.col("date").cast(pl.Int32))
+    clients, names = (_distinct(known.get_column(c)) for c in KEYS)
+    size = clients.len() * names.len()
+    empty = np.empty(0, np.int64)
+    codes = Grid(ROWS_SCHEMA.to_frame(), clients, names, empty, empty, empty, empty, empty)
+    if size == 0:
+        return codes
+    key = sales.select(codes.key(known_client=True)).to_series().to_numpy()
+    day = sales.get_column("date").cast(pl.Int32).to_numpy().astype(np.int64)  # ufunc.at's dtype
 
-    series = sales.group_by("key").agg(first_sale=pl.col("date").min(), last=pl.col("day").max())
-    if continuing is not None:
-        carried = continuing.select(grid.key().alias("key"), continues=pl.lit(True))
-        series = series.join(carried, on="key", how="full", coalesce=True)
-    else:
-        series = series.with_columns(continues=pl.lit(False))
-    client = pl.col("key") // len(names)
-    series = series.with_columns(end=pl.col("last").max().over(client)).drop("last")
+    first = np.full(size, NONE, np.int64)
+    np.minimum.at(first, key, day)
+    last = np.full(size, -NONE, np.int64)
+    np.maximum.at(last, key, day)
+    ends = last.reshape(clients.len(), names.len()).max(axis=1)
+    start = first.copy()
+    if continuing is not None and floor is not None:
+        start[continuing.select(codes.key()).to_series().to_numpy()] = day_number(floor)
+    keep = (start != NONE) & (ends[np.arange(size) // names.len()] != -NONE)
     if products is not None:
-        inactive = products.filter(~pl.col("active").cast(pl.Boolean)).select(KEYS)
-        inactive_keys = inactive.select(grid.key()).to_series().drop_nulls()
-        series = series.filter(~pl.col("key").is_in(inactive_keys.implode()))
-    start = pl.col("first_sale").cast(pl.Int32)
-    if floor is not None:
-        start = pl.when(pl.col("continues")).then(pl.lit(day_number(floor))).otherwise(start)
-    length = pl.col("end") - pl.col("start") + 1
-    series = (
-        series.filter(pl.col("end").is_not_null())
-        .with_columns(start=start.cast(pl.Int32), end=pl.col("end").cast(pl.Int32))
-        .sort("key")
-        .with_columns(
-            client_id=pl.lit(clients).gather(pl.col("key") // len(names)),
-            product_id=pl.lit(names).gather(pl.col("key") % len(names)),
-            offset=length.cum_sum() - length,
-        )
-        .with_row_index("sid")
-        .select("sid", "client_id", "product_id", "key", "first_sale", "start", "end", "offset")
-    )
-    grid = Grid(pl.DataFrame(), series, clients, names)
-    rows = (
-        series.lazy()
-        .select("sid", *KEYS, "start", day=pl.int_ranges("start", pl.col("end") + 1,
-                                                       dtype=pl.Int32))
-        .explode("day")
-        .select(*KEYS, date=pl.col("day").cast(pl.Date), sid="sid",
-                fpos=pl.col("day") - pl.col("start"))
-        .collect()
-    )
-    day_sums = summed(grid.locate(sales, keys=sales.get_column("key")),
-                      sales.get_column("qty")).drop_nulls("row")
-    qty = pl.zeros(rows.height, pl.Float64, eager=True).scatter(
-        day_sums.get_column("row"), day_sums.get_column("value"))
-    rows = rows.insert_column(3, qty.alias("qty"))
-    return Grid(rows, series, clients, names)
+        inactive = products.filter(~pl.col("active").cast(pl.Boolean))
+        keep[inactive.select(codes.key()).to_series().drop_nulls().to_numpy()] = False
+
+    keys = np.flatnonzero(keep)  # sorted: sid order is (client, product) order
+    if keys.size == 0:
+        return codes
+    starts, series_end = start[keys], ends[keys // names.len()]
+    lengths = series_end - starts + 1
+    offsets = np.cumsum(lengths) - lengths
+    grid = Grid(ROWS_SCHEMA.to_frame(), clients, names, keys, first[keys], starts, series_end,
+                offsets)
+
+    row_sid = np.repeat(np.arange(keys.size, dtype=np.uint32), lengths)
+    fpos = np.arange(row_sid.size) - offsets[row_sid]
+    sid = grid.sid_by_key[key]  # the grid holds every day of every kept series: no bounds check
+    inside = sid >= 0
+    at = offsets[sid] + day - starts[sid]
+    qty_read = sales.get_column("qty")
+    if not inside.all():
+        at, qty_read = at[inside], qty_read.filter(pl.Series(inside))
+    day_sums = summed(pl.Series(at), qty_read)
+    qty = np.zeros(row_sid.size)
+    qty[day_sums.get_column("row").to_numpy()] = day_sums.get_column("value").to_numpy()
+    row_keys = keys[row_sid]
+    rows = pl.DataFrame({
+        "client_id": (pl.repeat(clients[0], row_sid.size, eager=True) if clients.len() == 1
+                      else clients.gather(row_keys // names.len())),
+        "product_id": names.gather(row_keys % names.len()),
+        "date": pl.Series(starts[row_sid] + fpos, dtype=pl.Int32).cast(pl.Date),
+        "qty": qty,
+        "sid": pl.Series(row_sid).set_sorted(),
+        "fpos": pl.Series(fpos, dtype=pl.Int32),
+    }, schema=ROWS_SCHEMA)
+    return Grid(rows, clients, names, keys, first[keys], starts, series_end, offsets)

@@ -65,6 +65,8 @@ def combine(base: pl.DataFrame, added: pl.DataFrame, removed: pl.DataFrame) -> p
 
 def profiles(aggregates: pl.DataFrame) -> pl.DataFrame:
     """PROFILE_SCHEMA rows, sorted, from (client_id, product_id, kind, period, qty_sum, days)."""
+    if aggregates.is_empty():
+        return PROFILE_SCHEMA.to_frame()
     mean = pl.col("qty_sum").cast(pl.Float64) / pl.col("days")
     # The same total through both kinds; taken from one so both divide by the same number.
     total = pl.col("qty_sum").filter(pl.col("kind") == "dow").sum().over(KEYS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from features import kernels, profiles, stock
@@ -64,22 +65,20 @@ def features_of(grid: Grid, stock_rows: pl.DataFrame | None, params: FeaturePara
     (which must be first_day)."""
     rows = grid.rows
     qty, fpos = rows.get_column("qty").to_numpy(), rows.get_column("fpos").to_numpy()
-    frame = rows.with_columns(
-        *kernels.windows(qty, fpos, params.ma_windows, params.std_windows),
-        *kernels.lags(params.lags),
-        stock.on_hand(grid, stock_rows),
-        row=pl.int_range(rows.height, dtype=pl.Int64),
-    )
+    columns = [*kernels.windows(qty, fpos, params.ma_windows, params.std_windows),
+               stock.on_hand(grid, stock_rows)]
+    starts = None
+    if seeds is not None:  # each seed on its series' row, NaN elsewhere
+        at = grid.locate(seeds).to_numpy()
+        for span in params.ema_spans:
+            seed = np.full(rows.height, np.nan)
+            seed[at] = seeds.get_column(f"ema_{span}").to_numpy()
+            columns.append(pl.Series(f"seed_{span}", seed))
+        starts = {s: pl.col(f"seed_{s}").fill_nan(pl.col("qty")) for s in params.ema_spans}
+    frame = rows.with_columns(*columns, *kernels.lags(params.lags))
     if params.ma_windows:
         frame = frame.with_columns(stock.days_of_cover(f"ma_{min(params.ma_windows)}"))
     if first_day is not None:
         frame = frame.filter(pl.col("date") >= first_day)
-    starts = None
-    if seeds is not None:
-        columns = [f"ema_{s}" for s in params.ema_spans]
-        at = seeds.select(pl.Series("row", grid.locate(seeds)),
-                          *(pl.col(c).alias(f"seed_{c}") for c in columns))
-        frame = frame.join(at.drop_nulls("row"), on="row", how="left")
-        starts = {s: pl.coalesce(f"seed_ema_{s}", "qty") for s in params.ema_spans}
     frame = frame.with_columns(kernels.emas(params.ema_spans, starts))
     return frame.select(wide_schema(params).names())
