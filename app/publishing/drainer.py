@@ -154,6 +154,7 @@ class OutboxDrainer:
         delay = self.min_backoff
         while not self._stopping.is_set():
             if not self.outbox.depth():
+                self.outbox.tidy()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)

@@ -134,6 +134,7 @@ class Outbox:
         self._lock_fd = _lock(self.path)
         self._sent: set[int] = set()  # sent, but the disk refused to delete their rows (yet)
         self._undeletable = False  # the disk refuses deletes (reported once until it takes one)
+        self._refusing = False  # the disk refuses new rows (reported once until it takes one)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; explicit txns
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -214,11 +215,19 @@ class Outbox:
             )
         except sqlite3.OperationalError as exc:  # SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY
             full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-            raise OutboxUnavailable(
+            error = OutboxUnavailable(
                 f"outbox {self.path} cannot store the event: "
                 f"{'the disk is full' if full else exc} ({self.space()}); Redis does not take "
                 f"it either ({self.last_error or 'events for this stream wait in the outbox'}). "
-                "It is retried, not acked, until there is room or Redis takes it") from None
+                "It is retried, not acked, until there is room or Redis takes it")
+            if not self._refusing:  # once per episode, whether or not Redis can record more
+                self._refusing = True
+                log.error("%s", error, outbox=str(self.path), stream=stream)
+            raise error from None
+        if self._refusing:
+            self._refusing = False
+            log.warning("outbox %s stores events again (%s)", self.path, self.space(),
+                        outbox=str(self.path))
         if self._oldest_created is None:
             self._oldest_created = now
         self._counts[stream] = self._counts.get(stream, 0) + 1
@@ -236,6 +245,7 @@ class Outbox:
         AuthenticationError is raised.
         """
         async with self._drain_lock:
+            self.tidy()
             sent = 0
             skipped: set[str] = set()
             while self._depth:
@@ -301,6 +311,11 @@ class Outbox:
                 del self._counts[stream]
         self._depth -= len(done)
         self._reported.difference_update(seq for seq, _ in done)
+
+    def tidy(self) -> None:
+        """Delete the rows of events already sent, if the disk refused it before."""
+        if self._sent:
+            self._delete_sent()
 
     def _delete_sent(self) -> None:
         """Delete the rows sent so far; a disk that refuses keeps them (skipped) for later."""
