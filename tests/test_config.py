@@ -160,7 +160,9 @@ def test_publisher_routing_max_length_and_enabled_apply_to_the_next_publish(
         first = job()
         r.xadd(stream, first)
         wait_handled(r, prefix, first["event_id"])
-        assert r.xlen(f"{stream}-done") == 1  # the decorated publisher's default stream
+        # The handler records itself handled, then its output is published: wait for that too.
+        services.wait_for(lambda: r.xlen(f"{stream}-done") == 1, 10,
+                          "the output on the default stream")
 
         edit(path, lambda d: d["messenger"]["publisher"].update(
             streams={"job_done": routed}, max_length=20))
