@@ -5,7 +5,8 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
 - counts attempts in HINCRBY <prefix>:attempts event_id, and the time of each in a list,
 - fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
 - works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
-- on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer) and publishes
+- on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer, and
+  <prefix>:entries the stream entry id: for entries whose event_id is not known) and publishes
   `job_done` to <stream>-done (data: the job's event_id, this process's pid and a sequence
   number in the order it published); with RECORDER_LOG set it also appends `<event_id>` to that
   local file (one write per line, kept by the kernel through a SIGKILL): a count that does not
@@ -25,6 +26,7 @@ import time
 from typing import Annotated, Any
 
 from faststream import Context
+from faststream.message import StreamMessage
 from redis.asyncio import Redis
 
 from app.broker import Broker
@@ -45,10 +47,11 @@ _books: list[Redis] = []  # the bookkeeping client, made on the worker's event l
 
 
 BrokerDep = Annotated[Broker, Context("broker")]
+MessageDep = Annotated[StreamMessage[Any], Context("message")]
 StoreDep = Annotated[Store | None, Context("store", default=None)]  # none in a test's own process
 
 
-async def record(event: Event, broker: BrokerDep, store: StoreDep) -> Event:
+async def record(event: Event, broker: BrokerDep, store: StoreDep, message: MessageDep) -> Event:
     redis = _bookkeeping(broker)
     key = str(event.event_id)
     attempts = await redis.hincrby(f"{PREFIX}:attempts", key, 1)
@@ -67,6 +70,7 @@ async def record(event: Event, broker: BrokerDep, store: StoreDep) -> Event:
         raise ZeroDivisionError("an unexpected bug")
     await redis.hincrby(f"{PREFIX}:handled", key, 1)
     await redis.hincrby(f"{PREFIX}:by", CONSUMER, 1)
+    await redis.hincrby(f"{PREFIX}:entries", message.message_id, 1)
     if LOG:
         fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -94,8 +98,9 @@ def build_routes(streams: list[str]) -> Routes:
 
 
 def _copy(func: Any) -> Any:
-    async def handler(event: Event, broker: BrokerDep, store: StoreDep) -> Event:
-        return await func(event, broker, store)
+    async def handler(event: Event, broker: BrokerDep, store: StoreDep,
+                      message: MessageDep) -> Event:
+        return await func(event, broker, store, message)
 
     return handler
 
