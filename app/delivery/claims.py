@@ -5,6 +5,11 @@
          own entries:    backoff(deliveries)            (a retry after a failure)
          others' entries: max(claim_idle_ms, backoff)   (a dead or stuck consumer's work)
 
+An own entry is retried only when this process settled its run without an ack (a failure, an
+outage, a copy in flight), or it was delivered before this process started (an earlier life of
+the same consumer name): one delivered since is on its way to a handler here — an XREADGROUP
+reply still being read, a batch waiting for a slot — and is never taken a second time.
+
 The walk resumes after the last page on the next tick and starts over after a short page, so a
 dead consumer's entries behind many that are not due yet (long backoffs) are still reached.
 Consumers idle past `consumer_idle_timeout_s` with nothing pending are removed (XGROUP
@@ -13,6 +18,7 @@ DELCONSUMER would drop a consumer's pending entries, so never one that has any).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Container
 from typing import Any
 
@@ -31,9 +37,13 @@ class Claims:
     def __init__(self, client: Redis, group: str, consumer: str) -> None:
         self.client, self.group, self.consumer = client, group, consumer
         self._cursor: dict[str, str] = {}  # stream -> where the walk of its pending list is
+        self._started = time.monotonic()
 
-    async def due(self, stream: str, policy: Policy, inflight: Container[tuple[str, str]]
-                  ) -> dict[str, tuple[int, float]]:
+    def _alive_ms(self) -> float:
+        return (time.monotonic() - self._started) * 1000
+
+    async def due(self, stream: str, policy: Policy, inflight: Container[tuple[str, str]],
+                  retrying: Container[tuple[str, str]]) -> dict[str, tuple[int, float]]:
         """Pending entries ready for another attempt: entry id -> (deliveries so far, idle
         needed). Walks from where the last call stopped until it finds some or has read
         CLAIM_PAGES pages."""
@@ -51,6 +61,9 @@ class Claims:
                 wait = backoff_ms(policy, p["times_delivered"])
                 if text(p["consumer"]) != self.consumer:
                     wait = max(wait, policy.claim_idle_ms)
+                elif (stream, entry_id) not in retrying and \
+                        p["time_since_delivered"] < self._alive_ms():
+                    continue  # delivered to this process and on its way to a handler
                 if p["time_since_delivered"] >= wait:
                     due[entry_id] = (p["times_delivered"], wait)
             if len(pending) < CLAIM_PAGE:

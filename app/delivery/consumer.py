@@ -209,13 +209,14 @@ class StreamConsumer:
                     await self._redis(stream, lambda s=stream: self._cleanup(s))  # type: ignore[misc]
 
     async def _claim(self, stream: str) -> None:
-        due = await self.claims.due(stream, self.policy, self.inflight)
+        due = await self.claims.due(stream, self.policy, self.inflight, self.settler.retrying)
         if not due:
             return
         found: list[tuple[str, Fields, int]] = []
         for entry_id, fields in await self.claims.claim(stream, due):
             if fields is None:  # trimmed (MAXLEN) or deleted before anyone handled it
                 await self.client.xack(stream, self.group, entry_id)
+                self.settler.retrying.discard((stream, entry_id))
                 self.log.warning("pending entry no longer in the stream (trimmed?); acked",
                                  stream=stream, entry_id=entry_id)
                 continue

@@ -33,6 +33,7 @@ class Settler:
         self.ledger, self.routes, self.log = ledger, routes, log
         self.policy = policy  # read live: hot reload
         self.waiting: dict[str, str] = {}  # stream -> the outage (Unavailable) it waits out
+        self.retrying: set[tuple[str, str]] = set()  # settled without an ack: claim them again
 
     async def prepare(self, stream: str, found: list[tuple[str, Fields, int]]) -> list[Run]:
         policy = self.policy()
@@ -68,6 +69,8 @@ class Settler:
                      cause: object = None) -> None:
         """Apply one decision to Redis for `entries` (of one stream), count it and log it."""
         stream = entries[0].stream
+        keys = {(e.stream, e.entry_id) for e in entries}
+        self.retrying |= keys  # until Redis has the ack: one that failed must be claimed again
         match decision:
             case p.Ack(outcome="handled"):
                 await self.ledger.done(entries)
@@ -113,6 +116,8 @@ class Settler:
                 for e in entries:
                     self.log.error("event dead-lettered", **e.context(
                         dlq=self.ledger.dlq, error=p.describe(error)))
+        if isinstance(decision, p.Ack | p.DeadLetter):
+            self.retrying -= keys
 
     def wait(self, stream: str, reason: str) -> None:
         if stream not in self.waiting:
