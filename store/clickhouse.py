@@ -11,19 +11,23 @@ HTTP(S) (`clickhouse://`, `clickhouses://`).
 - Bulk I/O only: `insert_arrow` of the whole frame (polars → Arrow) and `query_arrow` (Arrow →
   polars), no per-row work in Python.
 - Tables are `ReplacingMergeTree(_version, _deleted) ORDER BY <key>` (store/dialect.py)
-  and reads use FINAL. replace = the version fence, then ONE insert at `_version` = the write's
-  version: the frame's rows plus a tombstone (`_deleted = 1`) for every key the client has now and
-  the frame has not (found with a read of the client's keys), then the fence row. Right after it a
-  read returns exactly the frame; a racing reader sees the old rows or the new ones (one insert of
-  up to ~1M rows forms one part, written atomically), never an empty client. No mutation is used:
-  a lightweight DELETE waits for the background merge executor (0.2-1 s per call on chDB 26.9).
-- The version fence (store_versions, ReplacingMergeTree too: per (client, table) the highest
-  version wins, whatever the order of inserts): a write older than the fence raises Superseded and
-  changes nothing. chDB: check and insert run in one call on the engine's only thread, so within
-  the process (the only one that may open the data) the fence is exact. ClickHouse server: the
-  check is a read before the insert; two writers racing past it both insert, and then per key the
+  and reads use FINAL. replace = ONE query (the version fence and the client's current keys from
+  `since` on), then ONE insert at `_version` = the write's version: the frame's rows plus a
+  tombstone (`_deleted = 1`) for every key the client has now and the frame has not. Right after
+  it a read returns exactly the frame; a racing reader sees the old rows or the new ones (one
+  insert of up to ~1M rows forms one part, written atomically), never an empty client. No
+  mutation is used: a lightweight DELETE waits for the background merge executor (0.2-1 s per
+  call on chDB 26.9). Each engine call costs milliseconds even in-process (~2-5 ms for SELECT 1
+  here), so a replace makes two.
+- The version fence: the highest `_version` among the client's rows of the table (every part:
+  merges keep each key's highest version, tombstones included), and store_versions for the
+  writes that had no row to insert. A write older than the fence raises Superseded and changes
+  nothing. chDB: check and insert run in one call on the engine's only thread, so within the
+  process (the only one that may open the data) the fence is exact. ClickHouse server: the check
+  is a read before the insert; two writers racing past it both insert, and then per key the
   higher version wins (the engine's own rule, always), but keys only the older write had may
-  survive until the client's next replace, and its tombstones lose to the newer rows.
+  survive until the client's next replace, and its tombstones lose to the newer rows. A plain
+  INSERT by another writer counts as a write at its insert time.
 - A writer that inserts on its own (an integrator) may omit `_version`: it defaults to the insert
   time on the version scale (ms << 20), so a plain INSERT upserts by key, and a row with
   `_deleted = 1` deletes its key.
@@ -271,39 +275,50 @@ def _add_features(client: Any, spec: TableSpec) -> None:
         client.command(dialect.add_column("clickhouse", spec.name, name, sql_type))
 
 
+_ZERO = {pl.String(): "''", pl.Date(): "toDate32(0)", pl.Int32(): "toInt32(0)"}
+
+
+def _fence_and_keys_sql(spec: TableSpec, since: bool) -> str:
+    """ONE query for what a replace needs to know: the fence (first row) and the client's keys
+    (from `since` on). The fence is the highest version written for the client's table: the
+    `_version` of its rows (all parts, tombstones and replaced rows too: a merge keeps each key's
+    highest version) or, for writes that inserted no row, store_versions."""
+    keys = [c for c in spec.key if c != "client_id"]
+    fence = (f"greatest((SELECT max(`{VERSION}`) FROM `{spec.name}` WHERE `client_id` = "
+             f"{{client:String}}), (SELECT max(`{VERSION}`) FROM `{FENCE.name}` WHERE "
+             "`client_id` = {client:String} AND `table_name` = {table:String}))")
+    zeros = ", ".join(f"{_ZERO[spec.schema[c]]} AS `{c}`" for c in keys)
+    return (f"SELECT 1 AS `_fence_row`, toUInt64({fence}) AS `_fence`, {zeros} UNION ALL "
+            f"SELECT 0, toUInt64(0), {', '.join(f'`{c}`' for c in keys)} FROM `{spec.name}` "
+            f"FINAL WHERE {_WHERE[since]}")
+
+
 def _replace(client: Any, write: Write) -> None:
-    """The fence check, then ONE insert of the rows and tombstones, then the fence row (on chDB
-    all in this one call on the engine's only thread: atomic for the process)."""
+    """The fence check with the client's current keys (one query), then ONE insert of the rows
+    and tombstones (or, when there are none, of the fence row). On chDB both run in this one
+    call on the engine's only thread: atomic for the process."""
     spec, client_id, rows = write.spec, write.client_id, write.rows
-    fence = client.query_arrow(
-        f"SELECT `{VERSION}` FROM `{FENCE.name}` FINAL "
-        "WHERE `client_id` = {client:String} AND `table_name` = {table:String}",
-        parameters={"client": client_id, "table": spec.name},
-    )
-    write.admit(int(fence.column(0)[0].as_py()) if fence.num_rows else None)
+    answer = pl.from_arrow(client.query_arrow(
+        _fence_and_keys_sql(spec, write.since is not None),
+        parameters={**_params(client_id, write.since), "table": spec.name}, use_strings=True))
+    assert isinstance(answer, pl.DataFrame)
+    write.admit(answer.filter(pl.col("_fence_row") == 1).item(0, "_fence"))
     key = list(spec.key)
-    cols = ", ".join(f"`{c}`" for c in key)
-    current = client.query_arrow(
-        f"SELECT {cols} FROM `{spec.name}` FINAL WHERE {_WHERE[write.since is not None]}",
-        parameters=_params(client_id, write.since),
-        use_strings=True,
-    )
-    gone = pl.DataFrame(schema={c: spec.schema[c] for c in key})
-    if current.num_rows:
-        existing = pl.from_arrow(current)
-        assert isinstance(existing, pl.DataFrame)
-        existing = existing.select(pl.col(c).cast(spec.schema[c]) for c in key)
-        gone = existing.join(rows.select(key), on=key, how="anti", nulls_equal=True)
+    existing = answer.filter(pl.col("_fence_row") == 0).select(
+        pl.lit(client_id, pl.String).alias("client_id"),
+        *(pl.col(c).cast(spec.schema[c]) for c in key if c != "client_id"))
+    gone = existing.join(rows.select(key), on=key, how="anti", nulls_equal=True)
     live = rows.with_columns(_deleted=pl.lit(0, pl.UInt8))
     tombstones = gone.with_columns(_deleted=pl.lit(1, pl.UInt8))
-    _insert(client, write, spec, pl.concat([live, tombstones], how="diagonal"))
-    _insert(client, write, FENCE, pl.DataFrame(
-        {"client_id": [client_id], "table_name": [spec.name]}, schema=FENCE.schema))
+    batch = pl.concat([live, tombstones], how="diagonal")
+    if batch.height:
+        _insert(client, write, spec, batch)
+    else:  # nothing changes in the table: the fence must still learn this version
+        _insert(client, write, FENCE, pl.DataFrame(
+            {"client_id": [client_id], "table_name": [spec.name]}, schema=FENCE.schema))
 
 
 def _insert(client: Any, write: Write, spec: TableSpec, batch: pl.DataFrame) -> None:
-    if batch.height == 0:
-        return
     extra = [pl.lit(write.version, dtype=pl.UInt64).alias(VERSION)]
     if spec.stamp:
         extra.append(pl.lit(write.stamp, dtype=STAMP_DTYPE).alias(spec.stamp))

@@ -98,14 +98,15 @@ def upgrade(dialect: str, spec: TableSpec, existing: set[str]) -> list[str]:
 
 
 def create_table(dialect: str, spec: TableSpec) -> str:
-    """The CREATE TABLE IF NOT EXISTS statement of one table (key columns first, in key order)."""
+    """The CREATE TABLE IF NOT EXISTS statement of one table (key columns first, in storage
+    order: see TableSpec.storage_key)."""
     _check(dialect)
-    columns = [*spec.key, *spec.values]
+    columns = [*spec.storage_key, *spec.values]
     defs = [(c, column_type(dialect, spec.schema[c], c in spec.key)) for c in columns]
     defs.extend(system_columns(dialect, spec))
     width = max(len(c) for c, _ in defs) + 3
     body = ",\n".join(f"    {_q(c):<{width}}{t}" for c, t in defs)
-    key = ", ".join(_q(c) for c in spec.key)
+    key = ", ".join(_q(c) for c in spec.storage_key)
     if dialect == "clickhouse":
         tail = f"ENGINE = ReplacingMergeTree(`_version`, `_deleted`)\nORDER BY ({key})"
     elif dialect == "mysql":

@@ -49,6 +49,14 @@ class TableSpec:
         return list(self.schema.names())
 
     @property
+    def storage_key(self) -> tuple[str, ...]:
+        """The key in the order the backends sort and index it: client_id, then the date (if
+        the key has one), then the rest. A client's rows from a date on (`since`) are then one
+        range of the index; a whole client's rows are one range either way."""
+        dated = ("date",) if "date" in self.key else ()
+        return ("client_id", *dated, *(c for c in self.key if c not in ("client_id", "date")))
+
+    @property
     def values(self) -> list[str]:
         """The columns that are not part of the key."""
         return [c for c in self.schema.names() if c not in self.key]

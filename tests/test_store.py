@@ -533,7 +533,8 @@ def test_generated_ddl_has_every_table_column_and_key(name: str, clause: str) ->
         table = re.search(r"CREATE TABLE IF NOT EXISTS `(\w+)`", statement)
         assert table, statement
         spec = specs[table.group(1)]
-        assert _key_of(statement, clause) == spec.key
+        assert _key_of(statement, clause) == spec.storage_key
+        assert sorted(spec.storage_key) == sorted(spec.key) and spec.storage_key[0] == "client_id"
         for column in [*spec.columns, *([spec.stamp] if spec.stamp else []), "_version"]:
             assert f"`{column}`" in statement, (name, spec.name, column)
         if name == "starrocks":

@@ -21,24 +21,24 @@
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  String,
-    `product_id` String,
     `date`       Date32,
+    `product_id` String,
     `qty`        Nullable(Float64),
     `amount`     Nullable(Float64),
     `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `product_id`, `date`);
+ORDER BY (`client_id`, `date`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `stock` (
     `client_id`  String,
-    `product_id` String,
     `date`       Date32,
+    `product_id` String,
     `on_hand`    Nullable(Float64),
     `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `product_id`, `date`);
+ORDER BY (`client_id`, `date`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `bom` (
     `client_id` String,
@@ -65,15 +65,15 @@ ORDER BY (`client_id`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   String,
-    `product_id`  String,
     `date`        Date32,
+    `product_id`  String,
     `feature`     String,
     `value`       Nullable(Float64),
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
     `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`    UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `product_id`, `date`, `feature`);
+ORDER BY (`client_id`, `date`, `product_id`, `feature`);
 
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `client_id`    String,
@@ -100,13 +100,13 @@ ORDER BY (`client_id`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `daily_features` (
     `client_id`   String,
-    `product_id`  String,
     `date`        Date32,
+    `product_id`  String,
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
     `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`    UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `product_id`, `date`);
+ORDER BY (`client_id`, `date`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `client_id`   String,

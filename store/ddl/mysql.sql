@@ -14,21 +14,21 @@
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  VARCHAR(191) NOT NULL,
-    `product_id` VARCHAR(191) NOT NULL,
     `date`       DATE NOT NULL,
+    `product_id` VARCHAR(191) NOT NULL,
     `qty`        DOUBLE NULL,
     `amount`     DOUBLE NULL,
     `_version`   BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `product_id`, `date`)
+    PRIMARY KEY (`client_id`, `date`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
 CREATE TABLE IF NOT EXISTS `stock` (
     `client_id`  VARCHAR(191) NOT NULL,
-    `product_id` VARCHAR(191) NOT NULL,
     `date`       DATE NOT NULL,
+    `product_id` VARCHAR(191) NOT NULL,
     `on_hand`    DOUBLE NULL,
     `_version`   BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `product_id`, `date`)
+    PRIMARY KEY (`client_id`, `date`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
 CREATE TABLE IF NOT EXISTS `bom` (
@@ -54,13 +54,13 @@ CREATE TABLE IF NOT EXISTS `products` (
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   VARCHAR(191) NOT NULL,
-    `product_id`  VARCHAR(191) NOT NULL,
     `date`        DATE NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
     `feature`     VARCHAR(191) NOT NULL,
     `value`       DOUBLE NULL,
     `computed_at` DATETIME(6) NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `product_id`, `date`, `feature`)
+    PRIMARY KEY (`client_id`, `date`, `product_id`, `feature`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
@@ -86,11 +86,11 @@ CREATE TABLE IF NOT EXISTS `product_meta` (
 
 CREATE TABLE IF NOT EXISTS `daily_features` (
     `client_id`   VARCHAR(191) NOT NULL,
-    `product_id`  VARCHAR(191) NOT NULL,
     `date`        DATE NOT NULL,
+    `product_id`  VARCHAR(191) NOT NULL,
     `computed_at` DATETIME(6) NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `product_id`, `date`)
+    PRIMARY KEY (`client_id`, `date`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
 CREATE TABLE IF NOT EXISTS `feature_profiles` (

@@ -21,21 +21,21 @@
 
 CREATE TABLE IF NOT EXISTS `sales` (
     `client_id`  VARCHAR(255) NOT NULL,
-    `product_id` VARCHAR(255) NOT NULL,
     `date`       DATE NOT NULL,
+    `product_id` VARCHAR(255) NOT NULL,
     `qty`        DOUBLE NULL,
     `amount`     DOUBLE NULL,
     `_version`   BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `product_id`, `date`)
+) PRIMARY KEY (`client_id`, `date`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `stock` (
     `client_id`  VARCHAR(255) NOT NULL,
-    `product_id` VARCHAR(255) NOT NULL,
     `date`       DATE NOT NULL,
+    `product_id` VARCHAR(255) NOT NULL,
     `on_hand`    DOUBLE NULL,
     `_version`   BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `product_id`, `date`)
+) PRIMARY KEY (`client_id`, `date`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `bom` (
@@ -61,13 +61,13 @@ DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `features` (
     `client_id`   VARCHAR(255) NOT NULL,
-    `product_id`  VARCHAR(255) NOT NULL,
     `date`        DATE NOT NULL,
+    `product_id`  VARCHAR(255) NOT NULL,
     `feature`     VARCHAR(255) NOT NULL,
     `value`       DOUBLE NULL,
     `computed_at` DATETIME NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `product_id`, `date`, `feature`)
+) PRIMARY KEY (`client_id`, `date`, `product_id`, `feature`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
@@ -93,11 +93,11 @@ DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `daily_features` (
     `client_id`   VARCHAR(255) NOT NULL,
-    `product_id`  VARCHAR(255) NOT NULL,
     `date`        DATE NOT NULL,
+    `product_id`  VARCHAR(255) NOT NULL,
     `computed_at` DATETIME NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `product_id`, `date`)
+) PRIMARY KEY (`client_id`, `date`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `feature_profiles` (
