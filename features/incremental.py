@@ -99,7 +99,7 @@ def compute_since(plan: Plan, sales: pl.DataFrame, stock: pl.DataFrame | None,
                    stored.filter(pl.col("date") == before), params)
     wide = wide.filter(pl.col("date") >= until)
     aggregates = profiles.combine(
-        _stored_sums(stored_profiles, firsts.filter(pl.col("first") < until)),
+        _stored_sums(stored_profiles, firsts),
         profiles.sums(wide), profiles.sums(stored.filter(pl.col("date") >= until)),
     ) if params.seasonality else profiles.empty_sums()
     return Features(wide, profiles.profiles(aggregates), until, families(params, stock))
@@ -180,14 +180,15 @@ def _check_row(computed: pl.DataFrame, stored: pl.DataFrame, params: FeaturePara
                                f"{column} {row[f'{column}_right']}, recomputed {row[column]}")
 
 
-def _stored_sums(stored_profiles: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
-    """The stored aggregates; every product with rows kept must have them."""
+def _stored_sums(stored_profiles: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    """The stored aggregates; every product with stored rows must have them (they are what its
+    replaced rows are subtracted from)."""
     names = [*profiles.AGGREGATE, "qty_sum", "days"]
     if not set(names) <= set(stored_profiles.columns):
         raise Replan(None, "the stored profiles have no qty_sum and days")
     sums = stored_profiles.select(names).cast(
         {"qty_sum": profiles.SUM, "days": pl.Int64, "period": pl.Int32})
-    missing = kept.join(sums, on=KEYS, how="anti")
+    missing = stored.join(sums, on=KEYS, how="anti")
     if missing.height:
         raise Replan(None, f"no stored profile of product {missing['product_id'][0]!r}")
     return sums

@@ -69,10 +69,12 @@ def features_of(grid: Grid, stock_rows: pl.DataFrame | None, params: FeaturePara
                stock.on_hand(grid, stock_rows)]
     starts = None
     if seeds is not None:  # each seed on its series' row, NaN elsewhere
-        at = grid.locate(seeds).to_numpy()
+        at = grid.locate(seeds)
+        on_grid = at.is_not_null()
         for span in params.ema_spans:
             seed = np.full(rows.height, np.nan)
-            seed[at] = seeds.get_column(f"ema_{span}").to_numpy()
+            seed[at.filter(on_grid).to_numpy()] = seeds.get_column(f"ema_{span}").filter(
+                on_grid).to_numpy()
             columns.append(pl.Series(f"seed_{span}", seed))
         starts = {s: pl.col(f"seed_{s}").fill_nan(pl.col("qty")) for s in params.ema_spans}
     frame = rows.with_columns(*columns, *kernels.lags(params.lags))
