@@ -17,7 +17,7 @@ COPY handlers ./handlers
 COPY settings ./settings
 COPY store ./store
 COPY features ./features
-COPY bom.py ./
+COPY bom ./bom
 RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/pip check
 
 # --- run: the venv and the configuration, as an unprivileged user ---

@@ -63,11 +63,11 @@ redis-server:
 	$(call apt_install,redis-server,redis-server)
 	$(call apt_install,openssl,openssl)
 
-# promtool for the alert rules' checks, prometheus for the scrape test (tests/test_prometheus.py).
+# promtool for the alert rules' checks, prometheus for the scrape test (tests/system/test_prometheus.py).
 prometheus:
 	$(call apt_install,prometheus,promtool)
 
-# Headless Chromium for the status page test (tests/test_status_page.py).
+# Headless Chromium for the status page test (tests/integration/test_status_page.py).
 chromium:
 	$(call apt_install,chromium,chromium)
 
@@ -85,7 +85,7 @@ asyncapi: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app core handlers settings store features bom.py tests scripts bench
+	$(VENV)/bin/mypy app core handlers settings store features bom tests scripts bench
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

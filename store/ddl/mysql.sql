@@ -1,6 +1,7 @@
 -- secretmagic analytical store: the mysql DDL.
 -- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
--- (tests/test_store.py fails while this file and the specs disagree).
+-- (tests/integration/test_store.py fails while this file and the specs
+-- disagree).
 --
 -- MySQL protocol, MariaDB/MySQL (verified on MariaDB 10.11): mysql:// DSNs (the tests' MariaDB).
 -- The database itself is not created here. Ids compare byte-wise (utf8mb4_nopad_bin: 'A' <> 'a',

@@ -1,6 +1,7 @@
 -- secretmagic analytical store: the starrocks DDL.
 -- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
--- (tests/test_store.py fails while this file and the specs disagree).
+-- (tests/integration/test_store.py fails while this file and the specs
+-- disagree).
 --
 -- StarRocks, the production target (over the MySQL protocol): starrocks:// DSNs; create the
 -- database first. NOT VERIFIED HERE: no StarRocks server is available on the development machine;

@@ -1,4 +1,4 @@
-"""What the fault tests (tests/test_faults_*.py) read back from a recorder worker
+"""What the fault tests (tests/system/test_faults_*.py) read back from a recorder worker
 (tests.apps.recorder) and its Redis: its /health, what it handled, its outputs and dead letters,
 and the one line of counts each test prints.
 """
@@ -21,10 +21,11 @@ from scripts.processes import wait_for
 from tests.harness import Entries, Fields, config, messenger_env, write_config
 
 TARGET = "tests.apps.recorder:app"
+GROUP = "secretmagic-group"  # the recorder's consumer group unless a test names another
 
 
 def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, *,
-                 group: str = "secretmagic-group", **policy: Any) -> dict[str, str]:
+                 group: str = GROUP, **policy: Any) -> dict[str, str]:
     """A recorder worker's environment: its Redis, one stream, its configuration file."""
     path = write_config(tmp_path / "config.yaml", config([stream], group=group, **policy))
     return {**messenger_env(redis_url), "SECRETMAGIC_CONFIG": str(path),

@@ -26,7 +26,7 @@ from settings import Config, MessengerSettings
 from settings.config import load
 from tests import services
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "asyncapi.yaml"
 # The environment `make asyncapi` generates docs/asyncapi.yaml in (the compose deployment's).
 GEN_ENV = {"MESSENGER_HOST": "redis", "MESSENGER_PORT": "6379"}

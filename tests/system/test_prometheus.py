@@ -23,7 +23,7 @@ from tests import services
 from tests.debian import binary
 from tests.harness import AppProcess, app_processes, config, job, messenger_env, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "secretmagic.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 STREAMS = ["sales-updates", "stock-updates", "bom-updates", "products-updates"]

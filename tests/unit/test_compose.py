@@ -17,7 +17,7 @@ import yaml
 from settings import MessengerSettings, Settings, load_settings
 from store import parse_dsn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 WORKERS = ("worker-1", "worker-2")
 

@@ -24,6 +24,7 @@ from redis import exceptions as rexc
 from app.publishing.outbox import outage_reason
 from tests import services
 from tests.apps.probes import (
+    GROUP,
     TARGET,
     Counts,
     dead_letters,
@@ -35,7 +36,6 @@ from tests.apps.probes import (
 from tests.harness import AppProcess, Entries, app_processes, job, unique
 
 MAXMEMORY = "16mb"
-GROUP = "secretmagic-group"
 
 
 @pytest.mark.parametrize(("error", "reason"), [

@@ -32,7 +32,7 @@ from tests.harness import (
 )
 
 TARGET = "tests.apps.recorder:app"
-SEED_EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "config.dev.yaml"
+SEED_EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "config.dev.yaml"
 
 
 def test_the_seeds_example_file_is_valid() -> None:

@@ -37,7 +37,7 @@ from core.wire import encode
 from tests.harness import wait_until
 from tests.services import PrivateRedis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STREAM = "features-updates"
 OTHER = "bom-exploded"
 

@@ -21,9 +21,8 @@ from pathlib import Path
 import redis
 
 from tests import services
-from tests.apps.probes import TARGET, Counts, dead_letters, handled, outputs, recorder_env
+from tests.apps.probes import GROUP, TARGET, Counts, dead_letters, handled, outputs, recorder_env
 from tests.harness import AppProcess, app_processes, job, unique
-from tests.test_faults_oom import GROUP
 
 DISK = "2m"
 

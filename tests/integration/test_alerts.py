@@ -18,7 +18,7 @@ from app.observability.health import Health, HealthCollector
 from app.observability.metrics import REGISTRY
 from tests.debian import binary
 
-RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 METRIC = re.compile(r"\b(secretmagic_[a-z_]+?)(?:_bucket|_count|_sum)?\b")
 COMMAND = re.compile(r"`secretmagic ([a-z]+)(?: ([a-z]+))?")
 # The list, each by the rule that covers it.

@@ -28,7 +28,7 @@ from core.wire import encode
 from tests.harness import REDIS62, Entries, Keys, add_events, behind, dead_letter
 from tests.services import PrivateRedis, free_port, private_redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINT = Path(sys.executable).with_name("secretmagic")  # pyproject's [project.scripts]
 COMMANDS = ["streams", "groups", "lag", "pending", "tail", "dlq", "logs", "recompute"]
 MESSENGER = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")

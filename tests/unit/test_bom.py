@@ -1,4 +1,5 @@
-"""bom.explode against hand-worked trees and a naive memoised recursion."""
+"""bom.explode (the leaf view of parent_id, child_id, qty_per) against hand-worked trees and a
+naive memoised recursion; the errors of every explosion: cycles, depth, bad lines."""
 
 import math
 import random
@@ -142,13 +143,28 @@ def test_random_graph_with_a_planted_cycle_names_a_real_cycle() -> None:
     assert all((a, b) in pairs for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=True))
 
 
-def test_depth_limit() -> None:
+def test_depth_limit_names_a_path() -> None:
     chain = edges(*[(f"L{i}", f"L{i + 1}", 2.0) for i in range(5)])  # 5 edges deep
 
     assert rows(explode(chain, max_depth=5)) == [("L0", "L5", 32.0, 5)]
-    with pytest.raises(BomDepthError, match=r"max_depth=4: product 'L0'") as info:
+    with pytest.raises(BomDepthError) as info:
         explode(chain, max_depth=4)
+    assert str(info.value) == (
+        "BOM deeper than max_depth=4: L0 -> L1 -> L2 -> L3 -> L4 -> L5 (5 levels from product 'L0')"
+    )
+    assert info.value.path == [f"L{i}" for i in range(6)]
     assert isinstance(info.value, FatalError)
+
+
+def test_too_deep_path_is_a_real_one_among_shared_branches() -> None:
+    # T -> A -> B -> C -> D and T -> X -> C: only the path through A and B is 4 lines long.
+    graph = edges(("T", "X", 1), ("X", "C", 1), ("T", "A", 1), ("A", "B", 1), ("B", "C", 1),
+                  ("C", "D", 1))
+
+    with pytest.raises(BomDepthError) as info:
+        explode(graph, max_depth=3)
+
+    assert info.value.path == ["T", "A", "B", "C", "D"]
 
 
 def test_default_depth_limit_is_32() -> None:
@@ -168,28 +184,36 @@ def test_cycle_is_reported_before_depth() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad", "shown"),
+    ("bad", "problem"),
     [
-        (("A", "C", 0.0), "parent_id='A' child_id='C' qty_per=0.0"),
-        (("A", "C", -1.0), "parent_id='A' child_id='C' qty_per=-1.0"),
-        (("A", "C", None), "parent_id='A' child_id='C' qty_per=None"),
-        (("A", "C", math.nan), "parent_id='A' child_id='C' qty_per=nan"),
-        (("A", "C", math.inf), "parent_id='A' child_id='C' qty_per=inf"),
-        ((None, "C", 1.0), "parent_id=None child_id='C'"),
-        (("A", None, 1.0), "parent_id='A' child_id=None"),
+        (("A", "C", 0.0), "qty_per=0.0 must be a positive finite number"),
+        (("A", "C", -1.0), "qty_per=-1.0 must be a positive finite number"),
+        (("A", "C", None), "qty_per=None must be a positive finite number"),
+        (("A", "C", math.nan), "qty_per=nan must be a positive finite number"),
+        (("A", "C", math.inf), "qty_per=inf must be a positive finite number"),
+        ((None, "C", 1.0), "parent_id is missing"),
+        (("A", None, 1.0), "child_id is missing"),
     ],
 )
-def test_bad_edge_is_named(bad: Edge, shown: str) -> None:
+def test_bad_edge_is_named(bad: Edge, problem: str) -> None:
     with pytest.raises(BomDataError) as info:
         explode(edges(("A", "B", 1.0), bad))
 
-    assert shown in str(info.value)
+    parent, child, _ = bad
+    assert str(info.value) == f"BOM line 2 (parent_id={parent!r}, child_id={child!r}): {problem}"
     assert isinstance(info.value, FatalError)
 
 
 def test_bad_rows_are_counted() -> None:
-    with pytest.raises(BomDataError, match=r"qty_per=-1.0 \(and 1 more\)$"):
-        explode(edges(("A", "B", -1.0), ("A", "C", 0.0), ("A", "D", 1.0)))
+    with pytest.raises(BomDataError, match=r"qty_per=-1.0 .* \(and 2 more bad lines\)$"):
+        explode(edges(("A", "B", -1.0), ("A", "C", 0.0), ("A", "D", 1.0), (None, "E", 1.0)))
+    with pytest.raises(BomDataError, match=r"^BOM line 2 .* \(and 1 more bad line\)$"):
+        explode(edges(("A", "B", 1.0), ("A", "C", 0.0), ("A", "D", 0.0)))
+
+
+def test_missing_columns_are_named() -> None:
+    with pytest.raises(BomDataError, match=r"need the columns .*; missing: qty_per$"):
+        explode(pl.DataFrame({"parent_id": ["A"], "child_id": ["B"]}))
 
 
 def test_max_depth_must_be_positive() -> None:

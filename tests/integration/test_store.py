@@ -42,7 +42,7 @@ from tests.storekit import (
     sample,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pw"  # must never show up in an error
 
 # --- fixtures ----------------------------------------------------------------------------------
