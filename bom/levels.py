@@ -66,7 +66,10 @@ def expand(graph: Graph, max_depth: int) -> pl.DataFrame:
     )
     key = ["pair", *(["lead_days"] if "lead_days" in carried else [])]
     if dated:
-        exploded = ranges.disjoint(_by_state(summed, graph.states), key).sort(*key, "start")
+        # lead_days in the key even when constant: disjoint keeps only the keys of what it cuts
+        by_lead = ["pair", "lead_days"]
+        exploded = ranges.disjoint(_by_state(summed, graph.states), by_lead).sort(*by_lead,
+                                                                                   "start")
     else:
         parents = edges["parent_id"].unique().implode()
         exploded = summed.sort(key) if carried else summed

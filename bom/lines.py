@@ -7,6 +7,7 @@ ignored (client_id included: callers explode one client at a time).
 """
 
 from collections.abc import Iterable
+from datetime import date
 
 import polars as pl
 
@@ -154,7 +155,7 @@ def _shown(name: str, values: dict[str, object]) -> str:
     if name in ID_COLUMNS and values[name] is None:
         return ""
     value = values.get(name)
-    return f"={value}" if name.startswith("valid_") and value is not None else f"={value!r}"
+    return f"={value}" if isinstance(value, date) else f"={value!r}"  # dates as ISO text
 
 
 def line_name(line: dict[str, object]) -> str:
