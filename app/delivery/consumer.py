@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from app.delivery import policy as p
 from app.delivery.claims import Claims
 from app.delivery.ledger import Fields, Ledger
-from app.delivery.settle import Run, Settler, members
+from app.delivery.settle import Run, Settler, members, refusal
 from app.delivery.slots import Slots
 from app.observability.metrics import CLAIMS, EVENTS, GROUP_RECREATED, HANDLE_SECONDS, RECONNECTS
 from core import logs, wire
@@ -251,6 +251,11 @@ class StreamConsumer:
         self.inflight |= held
         try:
             runs = await self.settler.prepare(stream, found)
+        except Exception:
+            # Not all settled (Redis failed mid-way): those left pending are this process's
+            # to claim again (settle.Settler.retrying), as if settled without an ack.
+            self.settler.retrying |= held
+            raise
         finally:
             self.inflight -= held
         for run in runs:
@@ -284,8 +289,10 @@ class StreamConsumer:
                 # The store refuses results older than what it holds (core.errors.Superseded).
                 WRITE_VERSION_KEY: max(wire.position(m.entry_id) for m in members(run))})
         except Exception as exc:
+            outcome = refusal(exc) or exc  # Redis refusing the handler's writes: an outage
             for e in members(run):
-                await self.settler.apply([e], p.decide(e.attempt, exc, self.policy), cause=exc)
+                await self.settler.apply([e], p.decide(e.attempt, outcome, self.policy),
+                                         cause=outcome)
             return
         seconds = time.perf_counter() - started
         await self.settler.apply(members(run), p.Ack("handled"))

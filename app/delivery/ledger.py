@@ -9,10 +9,10 @@
                            finished in the same loop tick): an acked holder means "handled"
     release(entries)       one script: give back the claims of copies that did not succeed
     failed(entries, why)   HSET <group>:errors <stream>/<id> why  (+ HINCRBY …#uncounted)
-    dead_letter(entries)   XADD <group>:dlq MAXLEN ~, then XACK, then HDEL its errors: in this
-                           order, so a crash between them can copy an entry to the DLQ twice,
-                           never lose it (the keys live in different slots of a cluster, so
-                           they cannot share a MULTI)
+    dead_letter(entries)   XADD <group>:dlq MAXLEN ~, then (once Redis took it) XACK and HDEL
+                           its errors: in this order, so a crash between them can copy an
+                           entry to the DLQ twice, never lose it (the keys live in different
+                           slots of a cluster, so they cannot share a MULTI)
 
 The key names are core.keys'; the DLQ entry is app.delivery.deadletter's.
 """
@@ -183,8 +183,10 @@ class Ledger:
             fields = deadletter.dead_letter_fields(
                 e.fields, error=error, stream=e.stream, entry_id=e.entry_id, group=self.group,
                 deliveries=e.deliveries, consumer=self.consumer)
+            # Not in the pipeline: the XACK must not run when the XADD was refused (out of
+            # memory), or the entry is in neither place.
+            await self.client.xadd(self.dlq, fields, maxlen=deadletter.DLQ_MAXLEN)
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xadd(self.dlq, fields, maxlen=deadletter.DLQ_MAXLEN)
                 pipe.xack(e.stream, self.group, e.entry_id)
                 pipe.hdel(self.errors_key, *keys.error_fields(e.stream, e.entry_id))
                 await pipe.execute()

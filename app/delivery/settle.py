@@ -9,20 +9,46 @@ runs to start, and applying each decision of the policy to Redis, counted and lo
                                copy holds the event_id
     plan                       one run per (event_type, client_id) for ordinary handlers
                                (coalesced); one run per event_type for batch handlers
+
+Redis refusing writes for a while (out of memory under `noeviction`, a read-only replica, a
+cluster slot not served) is an outage like an unreachable store: a claim, a record of a failure
+or a DLQ copy it refuses leaves the entries pending and unacked, their stream waits (one log
+line), the deliveries it costs are not counted (kept here while Redis cannot record them) and
+nothing is dead-lettered for it; secretmagic_delivery_refused_total{stream,reason} counts them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from app.delivery import policy as p
 from app.delivery.ledger import Entry, Fields, Ledger
-from app.observability.metrics import EVENTS
+from app.observability.metrics import DELIVERY_REFUSED, EVENTS
+from app.publishing.outbox import MEANING, outage_reason
 from core import logs, wire
-from core.errors import FatalError, MalformedEvent, RetryableError
+from core.errors import FatalError, MalformedEvent, RetryableError, Unavailable
 from handlers.routing import Route, Routes
 
 Run = tuple[Route, list[Entry]]  # a handler call and the entries it settles
+Key = tuple[str, str]  # (stream, entry id)
+
+
+class RedisRefused(Unavailable):
+    """Redis refused a write for now (out of memory, read-only, …): waited out, not counted."""
+
+    def __init__(self, reason: str, error: BaseException) -> None:
+        super().__init__(f"{MEANING[reason]} ({p.describe(error)})")
+        self.reason = reason
+
+
+def refusal(exc: BaseException) -> RedisRefused | None:
+    """`exc` as the outage it is when it is Redis refusing a write for a while (unreachable
+    Redis is the consumer's to wait out), else None."""
+    if isinstance(exc, RedisRefused):
+        return exc
+    reason = outage_reason(exc)
+    return None if reason in (None, "unreachable") else RedisRefused(reason, exc)
 
 
 class Settler:
@@ -33,13 +59,18 @@ class Settler:
         self.ledger, self.routes, self.log = ledger, routes, log
         self.policy = policy  # read live: hot reload
         self.waiting: dict[str, str] = {}  # stream -> the outage (Unavailable) it waits out
-        self.retrying: set[tuple[str, str]] = set()  # settled without an ack: claim them again
+        self.retrying: set[Key] = set()  # settled without an ack: claim them again
+        # Deliveries not to count that Redis refused to record (HINCRBY under OOM); dropped
+        # once the entry is acked or dead-lettered.
+        self.uncounted: dict[Key, int] = {}
 
     async def prepare(self, stream: str, found: list[tuple[str, Fields, int]]) -> list[Run]:
         policy = self.policy()
         attempts = await self.ledger.attempts(stream, [(i, n) for i, _, n in found])
         routed: list[tuple[Entry, Route]] = []
         for (entry_id, fields, _), attempt in zip(found, attempts, strict=True):
+            if extra := self.uncounted.get((stream, entry_id)):
+                attempt = dataclasses.replace(attempt, uncounted=attempt.uncounted + extra)
             entry = Entry(stream, entry_id, fields, attempt)
             if (exhausted := p.admit(attempt, policy)) is not None:
                 await self.apply([entry], exhausted)
@@ -56,7 +87,13 @@ class Settler:
                     f"no handler for event_type {entry.event.event_type!r} on stream {stream!r}")))
                 continue
             routed.append((entry, route))
-        claims = await self.ledger.claim([e for e, _ in routed])
+        try:
+            claims = await self.ledger.claim([e for e, _ in routed])
+        except Exception as exc:
+            if (refused := refusal(exc)) is None:
+                raise
+            self.refused([e for e, _ in routed], refused, uncounted=True)
+            return []
         fresh = []
         for (entry, route), taken in zip(routed, claims, strict=True):
             if taken is None:
@@ -68,9 +105,37 @@ class Settler:
     async def apply(self, entries: list[Entry], decision: p.Decision, *,
                      cause: object = None) -> None:
         """Apply one decision to Redis for `entries` (of one stream), count it and log it."""
-        stream = entries[0].stream
         keys = {(e.stream, e.entry_id) for e in entries}
         self.retrying |= keys  # until Redis has the ack: one that failed must be claimed again
+        try:
+            await self._apply(entries, decision, cause)
+        except Exception as exc:
+            if (refused := refusal(exc)) is None:
+                raise
+            # Not applied: the entries stay pending. A delivery that was not to count (an
+            # outage, a copy in flight) is kept here uncounted; a counted failure stays counted;
+            # a dead letter is tried again (its XADD comes before its XACK).
+            self.refused(entries, refused, uncounted=isinstance(decision, p.Wait | p.Later))
+            return
+        if isinstance(decision, p.Ack | p.DeadLetter):
+            self.retrying -= keys
+            for key in keys:
+                self.uncounted.pop(key, None)
+
+    def refused(self, entries: list[Entry], error: RedisRefused, *, uncounted: bool) -> None:
+        """Redis refused to record what was decided for `entries`: they stay pending and are
+        retried (claimed again), their stream waits, counted in the metric."""
+        stream = entries[0].stream
+        DELIVERY_REFUSED.labels(stream, error.reason).inc(len(entries))
+        for e in entries:
+            key = (e.stream, e.entry_id)
+            self.retrying.add(key)
+            if uncounted:
+                self.uncounted[key] = self.uncounted.get(key, 0) + 1
+        self.wait(stream, f"Redis refused the delivery policy's writes: {error}")
+
+    async def _apply(self, entries: list[Entry], decision: p.Decision, cause: object) -> None:
+        stream = entries[0].stream
         match decision:
             case p.Ack(outcome="handled"):
                 await self.ledger.done(entries)
@@ -116,8 +181,6 @@ class Settler:
                 for e in entries:
                     self.log.error("event dead-lettered", **e.context(
                         dlq=self.ledger.dlq, error=p.describe(error)))
-        if isinstance(decision, p.Ack | p.DeadLetter):
-            self.retrying -= keys
 
     def wait(self, stream: str, reason: str) -> None:
         if stream not in self.waiting:

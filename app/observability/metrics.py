@@ -14,6 +14,10 @@ the delivery policy, the publisher and the log sink:
     secretmagic_outbox_queued_total{reason}    why an event went to the outbox: unreachable,
                                                out_of_memory, read_only, loading, … or behind
                                                (others of its stream were waiting already)
+    secretmagic_delivery_refused_total{stream,reason}
+                                               entries whose claim, failure record or DLQ
+                                               copy Redis refused for a while (out_of_memory,
+                                               read_only, …): left pending, waited out
     secretmagic_handle_seconds{stream}         handler time per run
     secretmagic_log_records_dropped_total      the PostgreSQL log buffer was full
 
@@ -71,6 +75,13 @@ OUTBOX_QUEUED = Counter(
     "secretmagic_outbox_queued_total",
     "Events queued in the outbox, by why Redis did not take them (app.publishing.outbox)",
     ["reason"],
+    registry=REGISTRY,
+)
+DELIVERY_REFUSED = Counter(
+    "secretmagic_delivery_refused_total",
+    "Entries whose delivery bookkeeping Redis refused for a while (out of memory, read-only, "
+    "…): left pending and retried, not counted towards max_deliveries",
+    ["stream", "reason"],
     registry=REGISTRY,
 )
 HANDLE_SECONDS = Histogram(

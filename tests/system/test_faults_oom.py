@@ -6,6 +6,10 @@ refused with OOM; reads, XACK, XCLAIM and deletes still work. The worker's bookk
 An output refused with OOM goes to the outbox (not a retry of the handler): the handler returns,
 its input is acked only once the output is committed there, and the outbox sends everything, in
 order, when Redis takes writes again.
+
+On the consumer's side the claim of an event_id (a script's SET), the record of a delivery that
+does not count (HINCRBY) and a DLQ copy (XADD) are refused too: an outage (app.delivery.settle),
+the entries stay pending, their deliveries uncounted, nothing dead-lettered.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,6 +87,12 @@ def acked(r: redis.Redis, stream: str) -> set[str]:
     return {fields[b"event_id"].decode()
             for entry_id, fields in cast(Entries, r.xrange(stream, "-", last["last-delivered-id"]))
             if entry_id not in pending}
+
+
+def most_delivered(r: redis.Redis, stream: str) -> int:
+    """The highest delivery count among the group's pending entries."""
+    pending = cast(list[dict[str, Any]], r.xpending_range(stream, GROUP, "-", "+", 10_000))
+    return max((int(p["times_delivered"]) for p in pending), default=0)
 
 
 def outbox_jobs(path: Path) -> set[str]:
@@ -158,21 +167,19 @@ def test_redis_out_of_memory_keeps_outputs_in_the_outbox_and_drains_them_in_orde
     assert "Redis is out of memory (maxmemory reached" in first.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app.delivery (the lead's; measured: 100 sent, 70 handled, 29 dead-lettered, 1 lost): while "
-    "Redis refuses writes the claim script's SET fails and the consumer takes it for 'stuck', not "
-    "an outage; each reclaim meanwhile counts a delivery (XCLAIM) that cannot be recorded as "
-    "uncounted (HINCRBY is refused too), so entries go past max_deliveries; and dead_letter's "
-    "pipeline acks the entry although its DLQ XADD was refused: lost. See issue 16's report."))
 def test_redis_out_of_memory_with_duplicate_checks_dead_letters_nothing(
         redis_url: str, tmp_path: Path) -> None:
+    """The claim of each event_id (a script's SET), the record of an uncounted delivery
+    (HINCRBY) and a DLQ copy (XADD) are refused too: the entries wait, pending, uncounted."""
     books = redis.Redis.from_url(redis_url)
     stream, prefix = unique("oomdedup"), unique("rec")
+    port = services.free_port()
     with services.private_redis("--maxmemory", MAXMEMORY,
                                 "--maxmemory-policy", "noeviction") as server:
         r = redis.Redis.from_url(server.url)
         env = {**recorder_env(server.url, tmp_path, stream, prefix, concurrency=1),
-               "RECORDER_REDIS_URL": redis_url, "RECORDER_WORK_MS": "5"}
+               "RECORDER_REDIS_URL": redis_url, "RECORDER_WORK_MS": "5",
+               "METRICS_PORT": str(port)}
         sent = [job() for _ in range(100)]
         ids = {f["event_id"] for f in sent}
         with app_processes(AppProcess(TARGET, env, tmp_path, "oomdedup")) as (app,):
@@ -181,15 +188,26 @@ def test_redis_out_of_memory_with_duplicate_checks_dead_letters_nothing(
                 r.xadd(stream, fields)
             services.wait_for(lambda: len(handled(books, prefix)) >= 10, 30, "10 handled")
             fill(r, "filler")
-            full_at = time.monotonic()
-            # Full for twice the backoffs an entry may go through (FAST: 0.1 … 1.6 s, 5 times).
-            budget = 2 * sum(0.1 * 2 ** k for k in range(5))
-            services.wait_for(lambda: time.monotonic() - full_at > budget, budget + 5,
-                              "Redis full for the retry budget")
+            # Full until an entry has been delivered more often than max_deliveries (5): had
+            # those deliveries counted, it would be dead-lettered.
+            services.wait_for(lambda: most_delivered(r, stream) > 5, 60,
+                              "an entry delivered over max_deliveries times while Redis is full")
+            deliveries = most_delivered(r, stream)
+            at_full = len(handled(books, prefix))
+            refused = metric(port, "secretmagic_delivery_refused_total", stream=stream,
+                             reason="out_of_memory")
             free(r, "filler")
+            services.wait_for(lambda: set(handled(books, prefix)) >= ids, 60, "all handled")
             services.wait_for(lambda: r.xpending(stream, GROUP)["pending"] == 0, 60,
                               "nothing pending")
+            services.wait_for(lambda: {o["job"] for o in outputs(r, stream)} >= ids, 60,
+                              "every output in Redis")
         counts = Counts("Redis out of memory, duplicate checks on", ids, handled(books, prefix),
                         len(dead_letters(r, GROUP, stream)),
-                        [o["job"] for o in outputs(r, stream)]).report()
-    assert counts.lost == 0 and counts.dead_lettered == 0
+                        [o["job"] for o in outputs(r, stream)]).report(
+            handled_before_freed=at_full, most_deliveries=deliveries, refused=f"{refused:.0f}")
+    assert counts.lost == 0 and counts.dead_lettered == 0 and counts.duplicated == 0
+    assert refused >= 1  # the metric saw the refusals
+    paused = [ln for ln in app.output.splitlines()
+              if "Redis refused the delivery policy's writes" in ln]
+    assert len(paused) == 1 and "Redis is out of memory" in paused[0]  # one line per episode
