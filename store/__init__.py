@@ -56,7 +56,9 @@ Tables (key columns marked *, client_id first in every key):
 
     sales            client_id*, product_id*, date*, qty f64, amount f64
     stock            client_id*, product_id*, date*, on_hand f64
-    bom              client_id*, parent_id*, child_id*, qty_per f64
+    bom              client_id*, parent_id*, child_id*, qty_per f64, and optional (a frame may
+                     leave them out: null) base_qty, scrap_pct, uom_factor f64, phantom bool,
+                     valid_from, valid_to date, lead_days i32 (bom.lines: what null means)
     products         client_id*, product_id*, name, category, active bool
     features         client_id*, product_id*, date*, feature*, value f64  (long; + computed_at)
     bom_exploded     client_id*, product_id*, component_id*, quantity f64, depth i32 (+ stamp)
@@ -64,6 +66,11 @@ Tables (key columns marked *, client_id first in every key):
     daily_features   client_id*, product_id*, date*, then one f64 column per feature (+ computed_at)
     feature_profiles client_id*, product_id*, kind*, period* i32, value f64  (+ computed_at)
     input_digests    client_id*, source*, product_id*, period* date, rows i64, checksum i64
+    bom_exploded_dated client_id*, product_id*, component_id*, lead_days* i32, range_no* i32,
+                     valid_from, valid_to date, quantity f64, depth i32, leaf bool (+ stamp)
+    component_demand client_id*, component_id*, date*, demand f64  (+ computed_at)
+    component_features / component_profiles: daily_features / feature_profiles of the component
+                     demand series, component_id for product_id (README, "BOM")
 
 daily_features is the feature store's table (Feast/Hopsworks layout): its feature columns are
 store.schema.feature_columns(params) (ema_{s}, ma_{w}, std_{w}, lag_{k}, stock_on_hand,

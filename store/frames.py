@@ -88,6 +88,8 @@ def conform(spec: TableSpec, client_id: str, frame: pl.DataFrame) -> pl.DataFram
         raise TypeError(f"replace expects a polars DataFrame, got {type(frame).__name__}")
     if "client_id" not in frame.columns:
         frame = frame.with_columns(pl.lit(client_id, dtype=pl.String).alias("client_id"))
+    frame = frame.with_columns(  # optional columns left out are nulls
+        pl.lit(None, spec.schema[c]).alias(c) for c in sorted(spec.optional - set(frame.columns)))
     missing = [c for c in spec.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in spec.schema]
     if missing or extra:

@@ -32,6 +32,9 @@ class TableSpec:
     # A wide table: besides `schema` it has one nullable Float64 column per feature, added
     # (ADD COLUMN) when a write brings a new one; reads return those the table has.
     extensible: bool = False
+    # Value columns a written frame may leave out (written as null): columns added to an
+    # integrator's table after writers of its older shape existed.
+    optional: frozenset[str] = frozenset()
 
     def extended(self, features: Iterable[str]) -> TableSpec:
         """This wide table with these feature columns (after the key columns, sorted by name)."""
@@ -72,12 +75,14 @@ _S, _D, _F = pl.String(), pl.Date(), pl.Float64()
 
 def _spec(
     table: str, key: tuple[str, ...], stamp: str | None = None, owner: str = "secretmagic", /,
-    extensible: bool = False, **cols: pl.DataType,
+    extensible: bool = False, optional: Iterable[str] = (), **cols: pl.DataType,
 ) -> TableSpec:
-    return TableSpec(table, pl.Schema(cols), key, stamp, owner, extensible)
+    return TableSpec(table, pl.Schema(cols), key, stamp, owner, extensible, frozenset(optional))
 
 
 _IN = "integrator"
+_BOM_OPTIONS = ("base_qty", "scrap_pct", "phantom", "valid_from", "valid_to", "uom_factor",
+                "lead_days")
 
 TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
     {
@@ -88,8 +93,11 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   client_id=_S, product_id=_S, date=_D, qty=_F, amount=_F),
             _spec("stock", ("client_id", "product_id", "date"), None, _IN,
                   client_id=_S, product_id=_S, date=_D, on_hand=_F),
+            # the BOM's optional line columns (bom.lines: null = the default) may be left out
             _spec("bom", ("client_id", "parent_id", "child_id"), None, _IN,
-                  client_id=_S, parent_id=_S, child_id=_S, qty_per=_F),
+                  optional=_BOM_OPTIONS, client_id=_S, parent_id=_S, child_id=_S, qty_per=_F,
+                  base_qty=_F, scrap_pct=_F, phantom=pl.Boolean(), valid_from=_D, valid_to=_D,
+                  uom_factor=_F, lead_days=pl.Int32()),
             _spec("products", ("client_id", "product_id"), None, _IN,
                   client_id=_S, product_id=_S, name=_S, category=_S, active=pl.Boolean()),
             # secretmagic-owned outputs
@@ -105,6 +113,22 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   extensible=True, client_id=_S, product_id=_S, date=_D),
             _spec("feature_profiles", ("client_id", "product_id", "kind", "period"),
                   "computed_at", client_id=_S, product_id=_S, kind=_S, period=pl.Int32(),
+                  value=_F),
+            # bom.explode_dated: per (product, component, lead) its date ranges, numbered 1..
+            # in date order (valid_from/valid_to null = open), quantity with every line option
+            _spec("bom_exploded_dated",
+                  ("client_id", "product_id", "component_id", "lead_days", "range_no"),
+                  "computed_at", client_id=_S, product_id=_S, component_id=_S,
+                  lead_days=pl.Int32(), range_no=pl.Int32(), valid_from=_D, valid_to=_D,
+                  quantity=_F, depth=pl.Int32(), leaf=pl.Boolean()),
+            # component demand (bom.component_demand) and its features: daily_features and
+            # feature_profiles with component_id for product_id, the demand series for qty
+            _spec("component_demand", ("client_id", "component_id", "date"), "computed_at",
+                  client_id=_S, component_id=_S, date=_D, demand=_F),
+            _spec("component_features", ("client_id", "component_id", "date"), "computed_at",
+                  extensible=True, client_id=_S, component_id=_S, date=_D),
+            _spec("component_profiles", ("client_id", "component_id", "kind", "period"),
+                  "computed_at", client_id=_S, component_id=_S, kind=_S, period=pl.Int32(),
                   value=_F),
             # what the last recompute read, per source table (store.digest)
             _spec("input_digests", ("client_id", "source", "product_id", "period"), "computed_at",

@@ -42,12 +42,19 @@ CREATE TABLE IF NOT EXISTS `stock` (
 ORDER BY (`client_id`, `date`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `bom` (
-    `client_id` String,
-    `parent_id` String,
-    `child_id`  String,
-    `qty_per`   Nullable(Float64),
-    `_version`  UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
-    `_deleted`  UInt8 DEFAULT 0
+    `client_id`  String,
+    `parent_id`  String,
+    `child_id`   String,
+    `qty_per`    Nullable(Float64),
+    `base_qty`   Nullable(Float64),
+    `scrap_pct`  Nullable(Float64),
+    `phantom`    Nullable(Bool),
+    `valid_from` Nullable(Date32),
+    `valid_to`   Nullable(Date32),
+    `uom_factor` Nullable(Float64),
+    `lead_days`  Nullable(Int32),
+    `_version`   UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`   UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `parent_id`, `child_id`);
 
@@ -120,6 +127,56 @@ CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `_deleted`    UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
 ORDER BY (`client_id`, `product_id`, `kind`, `period`);
+
+CREATE TABLE IF NOT EXISTS `bom_exploded_dated` (
+    `client_id`    String,
+    `product_id`   String,
+    `component_id` String,
+    `lead_days`    Int32,
+    `range_no`     Int32,
+    `valid_from`   Nullable(Date32),
+    `valid_to`     Nullable(Date32),
+    `quantity`     Nullable(Float64),
+    `depth`        Nullable(Int32),
+    `leaf`         Nullable(Bool),
+    `computed_at`  DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`     UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `product_id`, `component_id`, `lead_days`, `range_no`);
+
+CREATE TABLE IF NOT EXISTS `component_demand` (
+    `client_id`    String,
+    `date`         Date32,
+    `component_id` String,
+    `demand`       Nullable(Float64),
+    `computed_at`  DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`     UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `date`, `component_id`);
+
+CREATE TABLE IF NOT EXISTS `component_features` (
+    `client_id`    String,
+    `date`         Date32,
+    `component_id` String,
+    `computed_at`  DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`     UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `date`, `component_id`);
+
+CREATE TABLE IF NOT EXISTS `component_profiles` (
+    `client_id`    String,
+    `component_id` String,
+    `kind`         String,
+    `period`       Int32,
+    `value`        Nullable(Float64),
+    `computed_at`  DateTime64(6, 'UTC') DEFAULT now64(6),
+    `_version`     UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
+    `_deleted`     UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
+ORDER BY (`client_id`, `component_id`, `kind`, `period`);
 
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   String,

@@ -40,11 +40,18 @@ CREATE TABLE IF NOT EXISTS `stock` (
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `bom` (
-    `client_id` VARCHAR(255) NOT NULL,
-    `parent_id` VARCHAR(255) NOT NULL,
-    `child_id`  VARCHAR(255) NOT NULL,
-    `qty_per`   DOUBLE NULL,
-    `_version`  BIGINT NOT NULL DEFAULT "0"
+    `client_id`  VARCHAR(255) NOT NULL,
+    `parent_id`  VARCHAR(255) NOT NULL,
+    `child_id`   VARCHAR(255) NOT NULL,
+    `qty_per`    DOUBLE NULL,
+    `base_qty`   DOUBLE NULL,
+    `scrap_pct`  DOUBLE NULL,
+    `phantom`    BOOLEAN NULL,
+    `valid_from` DATE NULL,
+    `valid_to`   DATE NULL,
+    `uom_factor` DOUBLE NULL,
+    `lead_days`  INT NULL,
+    `_version`   BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `parent_id`, `child_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
@@ -110,6 +117,52 @@ CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `computed_at` DATETIME NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `kind`, `period`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `bom_exploded_dated` (
+    `client_id`    VARCHAR(255) NOT NULL,
+    `product_id`   VARCHAR(255) NOT NULL,
+    `component_id` VARCHAR(255) NOT NULL,
+    `lead_days`    INT NOT NULL,
+    `range_no`     INT NOT NULL,
+    `valid_from`   DATE NULL,
+    `valid_to`     DATE NULL,
+    `quantity`     DOUBLE NULL,
+    `depth`        INT NULL,
+    `leaf`         BOOLEAN NULL,
+    `computed_at`  DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `product_id`, `component_id`, `lead_days`, `range_no`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `component_demand` (
+    `client_id`    VARCHAR(255) NOT NULL,
+    `date`         DATE NOT NULL,
+    `component_id` VARCHAR(255) NOT NULL,
+    `demand`       DOUBLE NULL,
+    `computed_at`  DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `date`, `component_id`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `component_features` (
+    `client_id`    VARCHAR(255) NOT NULL,
+    `date`         DATE NOT NULL,
+    `component_id` VARCHAR(255) NOT NULL,
+    `computed_at`  DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `date`, `component_id`)
+DISTRIBUTED BY HASH (`client_id`);
+
+CREATE TABLE IF NOT EXISTS `component_profiles` (
+    `client_id`    VARCHAR(255) NOT NULL,
+    `component_id` VARCHAR(255) NOT NULL,
+    `kind`         VARCHAR(255) NOT NULL,
+    `period`       INT NOT NULL,
+    `value`        DOUBLE NULL,
+    `computed_at`  DATETIME NOT NULL,
+    `_version`     BIGINT NOT NULL DEFAULT "0"
+) PRIMARY KEY (`client_id`, `component_id`, `kind`, `period`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `input_digests` (
