@@ -1,0 +1,111 @@
+"""Component demand and its features: what a client's sales of top products imply for their
+components day by day (bom.component_demand over bom.explode_dated), and the feature families
+over that demand series (features.compute; a component's own stock rows give stock_on_hand).
+
+Written as three tables, each replaced whole for the client at the run's version (idempotent):
+component_demand (a row where some sale implies demand), component_features (daily_features'
+layout, component_id for product_id, `demand` the daily series in place of qty) and
+component_profiles (feature_profiles' layout). `bom_updated` writes them with the explosion
+(handlers.pipelines.explosion); `sales_updated` and `stock_updated` refresh them with
+`refresh_components` (the client's components in full: the product pipeline's change detection
+is not used here yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+import bom
+import features
+from core import logs
+from core.errors import Superseded
+from settings import Config
+from store import Store
+
+OUTPUTS = ("component_demand", "component_features", "component_profiles")
+
+log = logs.get("bom")
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the component tables receive for one client."""
+
+    demand: pl.DataFrame  # bom.DEMAND_SCHEMA
+    features: pl.DataFrame  # client_id, component_id, date, demand, then the feature columns
+    profiles: pl.DataFrame  # client_id, component_id, kind, period, value
+
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        return self.demand, self.features, self.profiles
+
+
+def compute(sales: pl.DataFrame, stock: pl.DataFrame, exploded_dated: pl.DataFrame,
+            params: features.FeatureParams) -> Components:
+    """The component tables' rows from one client's sales and stock and its dated explosion."""
+    demand = bom.component_demand(sales, exploded_dated)
+    series = demand.select("client_id", "date", product_id="component_id", qty="demand")
+    own_stock = stock.filter(pl.col("product_id").is_in(demand["component_id"].unique().implode()))
+    result = features.compute(series, own_stock, None, params)
+    return Components(
+        demand,
+        result.wide.rename({"product_id": "component_id", "qty": "demand"}),
+        result.profiles.select("client_id", "kind", "period", "value",
+                               component_id="product_id"),
+    )
+
+
+async def write(store: Store, client_id: str, parts: Components, version: int) -> list[int]:
+    """Replace the client's rows of the three tables (rows written, in OUTPUTS order)."""
+    return list(await asyncio.gather(*(
+        store.replace(table, client_id, frame, version=version)
+        for table, frame in zip(OUTPUTS, parts.frames(), strict=True))))
+
+
+class ComponentsRefreshed(BaseModel):
+    components_count: int = Field(ge=0)
+    demand_rows: int = Field(ge=0, description="component_demand rows written")
+    feature_rows: int = Field(ge=0, description="component_features rows written")
+    processing_time_ms: int = Field(ge=0)
+    skipped: str | None = Field(None, description="why nothing was written, if so")
+
+
+async def refresh_components(store: Store, client_id: str, config: Config, version: int
+                             ) -> ComponentsRefreshed:
+    """After a client's sales or stock changed: recompute its component tables from its BOM.
+    A client without BOM lines has no components (nothing is read further or written). A bad
+    BOM is the bom_updated event's failure (dead-lettered there), not the sales event's: the
+    component tables are left as they are and the reason is logged and returned."""
+    started = time.perf_counter()
+    lines = await store.read("bom", client_id)
+
+    def done(parts: Components | None = None, written: list[int] | None = None,
+             skipped: str | None = None) -> ComponentsRefreshed:
+        return ComponentsRefreshed(
+            components_count=0 if parts is None else parts.demand["component_id"].n_unique(),
+            demand_rows=written[0] if written else 0, feature_rows=written[1] if written else 0,
+            processing_time_ms=round((time.perf_counter() - started) * 1000), skipped=skipped)
+
+    if lines.is_empty():
+        return done(skipped="no BOM lines")
+    sales, stock = await asyncio.gather(store.read("sales", client_id),
+                                        store.read("stock", client_id))
+
+    def run() -> Components:
+        return compute(sales, stock, bom.explode_dated(lines, config.bom.max_depth),
+                       config.features)
+
+    try:
+        parts = await asyncio.to_thread(run)
+    except (bom.BomDataError, bom.BomCycleError, bom.BomDepthError) as error:
+        log.warning("component demand not refreshed: the BOM is invalid", client_id=client_id,
+                    error=str(error))
+        return done(skipped=f"invalid BOM: {error}")
+    try:
+        return done(parts, await write(store, client_id, parts, version))
+    except Superseded:  # a newer run (a bom_updated) already wrote them: the product features
+        return done(skipped="superseded by a newer write")  # of this event still count
