@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.events import Event
 from handlers import pipelines
+from handlers.pipelines.components import refresh_components
 from handlers.routing import ConfigDep, Routes, StoreDep, VersionDep
 
 routes = Routes()
@@ -28,6 +29,7 @@ bom_exploded = routes.output("bom_exploded", "bom-exploded")
 async def recompute_features(event: Event, store: StoreDep, config: ConfigDep,
                              version: VersionDep) -> Event:
     done = await pipelines.refresh_features(store, event.client_id, config.current, version)
+    await refresh_components(store, event.client_id, config.current, version)  # BOM's demand
     return event.reply("features_updated", done)
 
 
