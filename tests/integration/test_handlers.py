@@ -135,7 +135,10 @@ async def test_bom_updated_explodes_and_publishes_bom_exploded(broker: Broker, s
                      "quantity": (2 * 4 + 3 * 5) * 0.5, "depth": 3}]
     handlers.bom_exploded.mock.assert_called_once_with(IsPartialDict(
         event_type="bom_exploded", client_id=client,
-        data={"products_count": 1, "rows": 1, "processing_time_ms": IsInt(ge=0)}))
+        data={"products_count": 1, "rows": 1, "processing_time_ms": IsInt(ge=0),
+              # B, C, D, E undated (one range); no sales: no component demand
+              "components_count": 4, "date_ranges": 1, "exploded_rows": 4, "demand_rows": 0,
+              "feature_rows": 0}))
 
 
 async def test_bom_cycle_is_fatal_and_names_the_cycle(broker: Broker, store: Store,
