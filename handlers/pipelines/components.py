@@ -59,6 +59,12 @@ def compute(sales: pl.DataFrame, stock: pl.DataFrame, exploded_dated: pl.DataFra
     )
 
 
+def ordered(lines: pl.DataFrame) -> pl.DataFrame:
+    """A client's BOM lines as read from the store in key order, so that the line numbers bom's
+    errors name are the same on every backend and every read."""
+    return lines.sort("parent_id", "child_id", "valid_from", nulls_last=False)
+
+
 async def write(store: Store, client_id: str, parts: Components, version: int) -> list[int]:
     """Replace the client's rows of the three tables (rows written, in OUTPUTS order)."""
     return list(await asyncio.gather(*(
@@ -81,7 +87,7 @@ async def refresh_components(store: Store, client_id: str, config: Config, versi
     BOM is the bom_updated event's failure (dead-lettered there), not the sales event's: the
     component tables are left as they are and the reason is logged and returned."""
     started = time.perf_counter()
-    lines = await store.read("bom", client_id)
+    lines = ordered(await store.read("bom", client_id))
 
     def done(parts: Components | None = None, written: list[int] | None = None,
              skipped: str | None = None) -> ComponentsRefreshed:

@@ -43,7 +43,7 @@ async def explode_bom(store: Store, client_id: str, config: Config, version: int
     started = time.perf_counter()
     lines, sales, stock = await asyncio.gather(
         *(store.read(table, client_id) for table in ("bom", "sales", "stock")))
-    depth = config.bom.max_depth
+    lines, depth = components.ordered(lines), config.bom.max_depth
 
     def compute() -> tuple[pl.DataFrame, pl.DataFrame, components.Components]:
         dated = bom.explode_dated(lines, depth)
