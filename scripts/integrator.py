@@ -11,7 +11,9 @@ different trades, each with
 - weekly stock counts per product (sawtooth: sold down, replenished);
 - product metadata, one product discontinued (active = false) at ACME;
 - a multi-level bill of materials whose subassemblies are shared (a wheelset in three bikes, one
-  brushless motor in four tools, a seat cushion in two chairs);
+  brushless motor in four tools, a seat cushion in two chairs), with the ERP options: phantom
+  kits (the wheelsets), scrap (spokes, housings), base quantities (cells per two batteries), a
+  lead time (the e-drive) and a component changed on a date (a desk's edge band);
 plus a fourth client, Umbrella, whose BOM has a cycle A -> B -> C -> A (a data error upstream:
 its bom_updated can never succeed and must end in the dead-letter queue, not in a crash loop).
 
@@ -69,7 +71,7 @@ class Client:
     name: str
     weekly: tuple[float, ...]  # sales by weekday, Monday .. Sunday
     products: tuple[Product, ...]
-    bom: tuple[tuple[str, str, float], ...]  # (parent, child, qty_per)
+    bom: tuple[dict[str, Any], ...]  # BOM lines: parent_id, child_id, qty_per, options
     start: date = START
     expect_bom_error: bool = False  # the BOM is broken on purpose (the demo's cycle)
 
@@ -78,15 +80,38 @@ class Client:
         return f"int-{self.client_id.removeprefix('client-')}-erp"
 
 
-def _bom(text: str) -> tuple[tuple[str, str, float], ...]:
-    """`parent: child qty, child qty` lines -> edges."""
-    edges = []
+# A BOM item's options in dataset.yaml (`child qty phantom scrap=2 ...`) -> the bom columns.
+_BOM_OPTIONS = {"base": ("base_qty", float), "scrap": ("scrap_pct", float),
+                "lead": ("lead_days", int), "uom": ("uom_factor", float),
+                "from": ("valid_from", date.fromisoformat), "to": ("valid_to", date.fromisoformat)}
+BOM_SCHEMA = {"parent_id": pl.String, "child_id": pl.String, "qty_per": pl.Float64,
+              "base_qty": pl.Float64, "scrap_pct": pl.Float64, "phantom": pl.Boolean,
+              "valid_from": pl.Date, "valid_to": pl.Date, "uom_factor": pl.Float64,
+              "lead_days": pl.Int32}
+
+
+def _bom(text: str) -> tuple[dict[str, Any], ...]:
+    """`parent: child qty [phantom] [base=|scrap=|lead=|uom=|from=|to=value], ...` lines ->
+    BOM lines (an option left out is null: bom's default)."""
+    lines = []
     for line in text.strip().splitlines():
         parent, _, children = line.partition(":")
         for item in children.split(","):
-            child, qty = item.split()
-            edges.append((parent.strip(), child, float(qty)))
-    return tuple(edges)
+            child, qty, *options = item.split()
+            row: dict[str, Any] = {"parent_id": parent.strip(), "child_id": child,
+                                   "qty_per": float(qty)}
+            for option in options:
+                name, _, value = option.partition("=")
+                if option == "phantom":
+                    row["phantom"] = True
+                elif name in _BOM_OPTIONS and value:
+                    column, read = _BOM_OPTIONS[name]
+                    row[column] = read(value)
+                else:
+                    raise ValueError(f"dataset.yaml: BOM item {item.strip()!r} of {parent!r}: "
+                                     f"unknown option {option!r}")
+            lines.append(row)
+    return tuple(lines)
 
 
 def _clients(path: Path = DATASET) -> tuple[Client, ...]:
@@ -165,13 +190,16 @@ def build_dataset(seed: int = 42) -> dict[str, dict[str, pl.DataFrame]]:
              "name": [p.name for p in client.products],
              "category": [p.category for p in client.products],
              "active": [p.active for p in client.products]})
-        bom = pl.DataFrame(client.bom, schema=["parent_id", "child_id", "qty_per"], orient="row")
+        bom = pl.DataFrame(list(client.bom), schema=BOM_SCHEMA)
         data[client.client_id] = {"sales": sales, "stock": _stock(client, sales, rng),
                                   "products": products, "bom": bom}
     return data
 
 
-OUTPUT_TABLES = ("features", "bom_exploded", "product_meta")  # what secretmagic writes
+# what secretmagic writes (the first four counted in the demo's summary)
+OUTPUT_TABLES = ("features", "bom_exploded", "product_meta", "component_demand",
+                 "bom_exploded_dated", "component_features", "component_profiles")
+COUNTED_TABLES = OUTPUT_TABLES[:4]
 
 
 async def write_dataset(store_dsn: str, seed: int = 42) -> dict[str, dict[str, int]]:

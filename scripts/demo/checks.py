@@ -77,11 +77,14 @@ def _store(s: dict[str, Any]) -> list[str]:
     failures = []
     for client_id in integ.GOOD_CLIENTS:
         rows = s["store"].get(client_id, {})
-        if not rows.get("features") or not rows.get("bom_exploded"):
-            failures.append(f"store: {client_id} has {rows.get('features')} feature rows and "
-                            f"{rows.get('bom_exploded')} exploded-BOM rows")
-    if s["store"].get(integ.CYCLE_CLIENT, {}).get("bom_exploded"):
-        failures.append(f"store: {integ.CYCLE_CLIENT} has exploded-BOM rows despite its cycle")
+        if not all(rows.get(t) for t in ("features", "bom_exploded", "component_demand")):
+            failures.append(f"store: {client_id} has {rows.get('features')} feature rows, "
+                            f"{rows.get('bom_exploded')} exploded-BOM rows and "
+                            f"{rows.get('component_demand')} component-demand rows")
+    cycle = s["store"].get(integ.CYCLE_CLIENT, {})
+    if cycle.get("bom_exploded") or cycle.get("component_demand"):
+        failures.append(f"store: {integ.CYCLE_CLIENT} has exploded-BOM or component-demand rows "
+                        "despite its cycle")
     return failures
 
 

@@ -96,7 +96,7 @@ async def store_rows(dsn: str) -> dict[str, dict[str, int]]:
     try:
         for client_id in integ.ALL_CLIENTS:
             rows[client_id] = {t: (await store.read(t, client_id)).height
-                               for t in integ.OUTPUT_TABLES}
+                               for t in integ.COUNTED_TABLES}
     finally:
         await store.close()
     return rows

@@ -66,12 +66,14 @@ def assert_common(s: dict[str, Any]) -> None:
     # what secretmagic wrote, and what each downstream group fetched by client_id
     for client_id in GOOD_CLIENTS:
         assert s["store"][client_id] == {"features": IsPositiveInt, "bom_exploded": IsPositiveInt,
-                                         "product_meta": IsPositiveInt}
+                                         "product_meta": IsPositiveInt,
+                                         "component_demand": IsPositiveInt}
         trainer = s["downstream"]["trainer-group"]["clients"][client_id]
         analytics = s["downstream"]["analytics-group"]["clients"][client_id]
         assert trainer["features"]["rows"] == s["store"][client_id]["features"]
         assert analytics["bom_exploded"]["rows"] == s["store"][client_id]["bom_exploded"]
     assert s["store"][CYCLE_CLIENT]["bom_exploded"] == 0
+    assert s["store"][CYCLE_CLIENT]["component_demand"] == 0
     for group, report in s["downstream"].items():
         assert (report["unreadable"], report["errors"]) == (0, []), group
         for stream, counts in report["streams"].items():
