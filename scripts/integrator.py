@@ -31,7 +31,7 @@ import os
 import random
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -81,7 +81,8 @@ class Client:
 
 
 # A BOM item's options in dataset.yaml (`child qty phantom scrap=2 ...`) -> the bom columns.
-_BOM_OPTIONS = {"base": ("base_qty", float), "scrap": ("scrap_pct", float),
+_BOM_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "base": ("base_qty", float), "scrap": ("scrap_pct", float),
                 "lead": ("lead_days", int), "uom": ("uom_factor", float),
                 "from": ("valid_from", date.fromisoformat), "to": ("valid_to", date.fromisoformat)}
 BOM_SCHEMA = {"parent_id": pl.String, "child_id": pl.String, "qty_per": pl.Float64,
