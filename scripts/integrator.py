@@ -82,9 +82,9 @@ class Client:
 
 # A BOM item's options in dataset.yaml (`child qty phantom scrap=2 ...`) -> the bom columns.
 _BOM_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "base": ("base_qty", float), "scrap": ("scrap_pct", float),
-                "lead": ("lead_days", int), "uom": ("uom_factor", float),
-                "from": ("valid_from", date.fromisoformat), "to": ("valid_to", date.fromisoformat)}
+    "base": ("base_qty", float), "scrap": ("scrap_pct", float), "lead": ("lead_days", int),
+    "uom": ("uom_factor", float), "from": ("valid_from", date.fromisoformat),
+    "to": ("valid_to", date.fromisoformat)}
 BOM_SCHEMA = {"parent_id": pl.String, "child_id": pl.String, "qty_per": pl.Float64,
               "base_qty": pl.Float64, "scrap_pct": pl.Float64, "phantom": pl.Boolean,
               "valid_from": pl.Date, "valid_to": pl.Date, "uom_factor": pl.Float64,
