@@ -113,7 +113,7 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   extensible=True, client_id=_S, product_id=_S, date=_D),
             _spec("feature_profiles", ("client_id", "product_id", "kind", "period"),
                   "computed_at", client_id=_S, product_id=_S, kind=_S, period=pl.Int32(),
-                  value=_F),
+                  value=_F, qty_sum=_S, days=pl.Int64()),  # exact sums (text): see profiles
             # bom.explode_dated: per (product, component, lead) its date ranges, numbered 1..
             # in date order (valid_from/valid_to null = open), quantity with every line option
             _spec("bom_exploded_dated",
@@ -131,8 +131,9 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
                   "computed_at", client_id=_S, component_id=_S, kind=_S, period=pl.Int32(),
                   value=_F),
             # what the last recompute read, per source table (store.digest)
-            _spec("input_digests", ("client_id", "source", "product_id", "period"), "computed_at",
-                  client_id=_S, source=_S, product_id=_S, period=_D, rows=pl.Int64(),
+            # (`date` the period's first day, so that a recompute rewrites them from a date on)
+            _spec("input_digests", ("client_id", "source", "product_id", "date"), "computed_at",
+                  client_id=_S, source=_S, product_id=_S, date=_D, rows=pl.Int64(),
                   checksum=pl.Int64()),
         )
     }

@@ -122,6 +122,8 @@ CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `kind`        String,
     `period`      Int32,
     `value`       Nullable(Float64),
+    `qty_sum`     Nullable(String),
+    `days`        Nullable(Int64),
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
     `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`    UInt8 DEFAULT 0
@@ -180,16 +182,16 @@ ORDER BY (`client_id`, `component_id`, `kind`, `period`);
 
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   String,
+    `date`        Date32,
     `source`      String,
     `product_id`  String,
-    `period`      Date32,
     `rows`        Nullable(Int64),
     `checksum`    Nullable(Int64),
     `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
     `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
     `_deleted`    UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `source`, `product_id`, `period`);
+ORDER BY (`client_id`, `date`, `source`, `product_id`);
 
 CREATE TABLE IF NOT EXISTS `store_versions` (
     `client_id`  String,

@@ -107,6 +107,8 @@ CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `kind`        VARCHAR(191) NOT NULL,
     `period`      INT NOT NULL,
     `value`       DOUBLE NULL,
+    `qty_sum`     VARCHAR(1024) NULL,
+    `days`        BIGINT NULL,
     `computed_at` DATETIME(6) NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (`client_id`, `product_id`, `kind`, `period`)
@@ -160,14 +162,14 @@ CREATE TABLE IF NOT EXISTS `component_profiles` (
 
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   VARCHAR(191) NOT NULL,
+    `date`        DATE NOT NULL,
     `source`      VARCHAR(191) NOT NULL,
     `product_id`  VARCHAR(191) NOT NULL,
-    `period`      DATE NOT NULL,
     `rows`        BIGINT NULL,
     `checksum`    BIGINT NULL,
     `computed_at` DATETIME(6) NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `source`, `product_id`, `period`)
+    PRIMARY KEY (`client_id`, `date`, `source`, `product_id`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
 CREATE TABLE IF NOT EXISTS `store_versions` (

@@ -114,6 +114,8 @@ CREATE TABLE IF NOT EXISTS `feature_profiles` (
     `kind`        VARCHAR(255) NOT NULL,
     `period`      INT NOT NULL,
     `value`       DOUBLE NULL,
+    `qty_sum`     VARCHAR(1024) NULL,
+    `days`        BIGINT NULL,
     `computed_at` DATETIME NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT "0"
 ) PRIMARY KEY (`client_id`, `product_id`, `kind`, `period`)
@@ -167,14 +169,14 @@ DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `input_digests` (
     `client_id`   VARCHAR(255) NOT NULL,
+    `date`        DATE NOT NULL,
     `source`      VARCHAR(255) NOT NULL,
     `product_id`  VARCHAR(255) NOT NULL,
-    `period`      DATE NOT NULL,
     `rows`        BIGINT NULL,
     `checksum`    BIGINT NULL,
     `computed_at` DATETIME NOT NULL,
     `_version`    BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `source`, `product_id`, `period`)
+) PRIMARY KEY (`client_id`, `date`, `source`, `product_id`)
 DISTRIBUTED BY HASH (`client_id`);
 
 CREATE TABLE IF NOT EXISTS `store_versions` (
