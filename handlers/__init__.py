@@ -28,7 +28,8 @@ bom_exploded = routes.output("bom_exploded", "bom-exploded")
 @routes.on("stock-updates", "stock_updated")
 async def recompute_features(event: Event, store: StoreDep, config: ConfigDep,
                              version: VersionDep) -> Event:
-    done = await pipelines.refresh_features(store, event.client_id, config.current, version)
+    done = await pipelines.refresh_features(store, event.client_id, config.current, version,
+                                            pipelines.date_from(event.data))
     await refresh_components(store, event.client_id, config.current, version)  # BOM's demand
     return event.reply("features_updated", done)
 
@@ -45,3 +46,5 @@ async def explode_bom(event: Event, store: StoreDep, config: ConfigDep,
 async def refresh_products(event: Event, store: StoreDep, config: ConfigDep,
                            version: VersionDep) -> None:
     await pipelines.refresh_products(store, event.client_id, config.current, version)
+    # the features skip products made inactive (and take them back): recompute what changed
+    await pipelines.refresh_features(store, event.client_id, config.current, version)
