@@ -12,13 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 
+from handlers.pipelines.changes import date_from
 from handlers.pipelines.explosion import BomExploded, explode_bom
 from handlers.pipelines.features import FeaturesUpdated, refresh_features
 from handlers.pipelines.products import ProductsRefreshed, refresh_products
 from settings import Config
 from store import Store
 
-__all__ = ["PIPELINES", "BomExploded", "FeaturesUpdated", "ProductsRefreshed", "explode_bom",
+__all__ = ["PIPELINES", "BomExploded", "FeaturesUpdated", "ProductsRefreshed", "date_from",
+           "explode_bom",
            "refresh_features", "refresh_products"]
 
 # What `secretmagic recompute --what NAME` runs, in this order for --what all.
