@@ -44,9 +44,10 @@ from features.incremental import Plan, Replan, compute_since, plan_from
 from features.long import FEATURE_SCHEMA, FeatureResult, compute_features
 from features.params import FeatureParams
 from features.profiles import PROFILE_SCHEMA
-from features.wide import Features, compute, wide_schema
+from features.wide import Features, compute, families, wide_schema
 
 __all__ = [
     "FEATURE_SCHEMA", "PROFILE_SCHEMA", "FeatureParams", "FeatureResult", "Features", "Plan",
-    "Replan", "compute", "compute_features", "compute_since", "plan_from", "wide_schema",
+    "Replan", "compute", "compute_features", "compute_since", "families", "plan_from",
+    "wide_schema",
 ]

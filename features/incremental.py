@@ -6,7 +6,8 @@ recompute, from the sales since a few weeks before it and the stored features.
     # product metadata and the stored profiles
     result = compute_since(plan, sales, stock, products, params, stored, stored_profiles)
     # write: result.wide replaces the client's wide rows from result.since on (not plan.since:
-    # a grid that now ends earlier moves it back); result.profiles replaces all its profiles
+    # a grid that now ends earlier moves it back, and days whose recomputed rows equal the
+    # stored ones move it on); result.profiles replaces all its profiles
 
 Why it is exact: every window/lag value is a fixed function of the days it covers (kernels), so
 recomputed from read_since it has the same bits as in the full run; an EMA continues from its
@@ -35,7 +36,7 @@ import polars as pl
 from features import profiles
 from features.grid import KEYS, build, daily
 from features.params import FeatureParams
-from features.wide import Features, families, features_of, wide_schema
+from features.wide import ROW_KEY, Features, families, features_of, wide_schema
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -102,7 +103,26 @@ def compute_since(plan: Plan, sales: pl.DataFrame, stock: pl.DataFrame | None,
         _stored_sums(stored_profiles, firsts),
         profiles.sums(wide), profiles.sums(stored.filter(pl.col("date") >= until)),
     ) if params.seasonality else profiles.empty_sums()
-    return Features(wide, profiles.profiles(aggregates), until, families(params, stock))
+    # Rows equal to the stored ones need no write: replace from the first day that differs.
+    first = _first_change(wide, stored.filter(pl.col("date") >= until), params, until)
+    return Features(wide.filter(pl.col("date") >= first), profiles.profiles(aggregates), first,
+                    families(params, stock))
+
+
+def _first_change(wide: pl.DataFrame, stored: pl.DataFrame, params: FeatureParams,
+                  until: dt.date) -> dt.date:
+    """The first day on which a computed row differs from the stored one (values, or a row only
+    one side has); the day after both sides' last when none does. Compared as stored: NaN is
+    null there."""
+    values = wide_schema(params).names()[3:]
+    joined = wide.with_columns(pl.col(values).fill_nan(None)).join(
+        stored, on=ROW_KEY, how="full", coalesce=True, suffix="_stored")
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_stored")) for c in values)
+    first = joined.filter(differs).get_column("date").min()
+    if isinstance(first, dt.date):
+        return first
+    last = joined.get_column("date").max()  # nothing changed: an empty write after the last day
+    return last + ONE_DAY if isinstance(last, dt.date) else until
 
 
 def _stored(stored: pl.DataFrame, params: FeatureParams, floor: dt.date) -> pl.DataFrame:
