@@ -84,16 +84,18 @@ async def test_sales_updated_writes_features_and_publishes_features_updated(
         ("std_3", 2): 3.0, ("std_3", 3): (((6 - 5) ** 2 + (9 - 5) ** 2 + (0 - 5) ** 2) / 2) ** 0.5,
         ("lag_1", 1): 3.0, ("lag_1", 2): 6.0, ("lag_1", 3): 9.0,
     }
-    rows = await store.read("features", client)
-    got = {(r["feature"], (r["date"] - dt.date(2025, 1, 1)).days): r["value"]
-           for r in rows.iter_rows(named=True)}
+    rows = await store.read("daily_features", client)
+    got = {(name, (r["date"] - dt.date(2025, 1, 1)).days): r[name]
+           for r in rows.iter_rows(named=True) for name in ("ema_2", "ma_3", "std_3", "lag_1")
+           if r[name] is not None}
     assert got == pytest.approx(expected)
 
     handlers.features_updated.mock.assert_called_once_with({
         "event_id": IsUUID(4), "event_type": "features_updated", "client_id": client,
         "timestamp": IsDatetime(iso_string=True),
-        "data": {"features_count": 4, "feature_types": ["ema", "ma", "std", "lags"],
-                 "rows": len(expected), "processing_time_ms": IsInt(ge=0)}})
+        "data": IsPartialDict({
+            "features_count": 6, "feature_types": ["ema", "ma", "std", "lags"],
+            "rows": 4, "processing_time_ms": IsInt(ge=0), "incremental": False})})
 
 
 async def test_redelivered_event_leaves_identical_rows(broker: Broker, store: Store,
@@ -101,9 +103,9 @@ async def test_redelivered_event_leaves_identical_rows(broker: Broker, store: St
     await seed_sales(store, client, [1.0, 2.0, 4.0, 8.0, 16.0])
     event = incoming("stock_updated", client)
     await broker.publish(event, stream="stock-updates")
-    first = (await store.read("features", client)).sort("feature", "date")
+    first = (await store.read("daily_features", client)).sort("product_id", "date")
     await broker.publish(event, stream="stock-updates")  # at-least-once: the same event again
-    second = (await store.read("features", client)).sort("feature", "date")
+    second = (await store.read("daily_features", client)).sort("product_id", "date")
     assert first.height > 0 and first.equals(second)
 
 
@@ -119,7 +121,7 @@ async def test_products_updated_then_inactive_products_have_no_features(
     assert dict(zip(meta["product_id"], meta["active"], strict=True)) == {
         "kept": True, "retired": False}
     await broker.publish(incoming("sales_updated", client), stream="sales-updates")
-    products = (await store.read("features", client))["product_id"].unique().to_list()
+    products = (await store.read("daily_features", client))["product_id"].unique().to_list()
     assert products == ["kept"]
 
 
