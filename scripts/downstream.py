@@ -43,16 +43,16 @@ from core.errors import MalformedEvent
 from core.events import Event
 
 # What a notification says was recomputed (the seed's contract): the store table to fetch.
-TABLE_OF = {"features_updated": "features", "bom_exploded": "bom_exploded"}
+TABLE_OF = {"features_updated": "daily_features", "bom_exploded": "bom_exploded"}
 RECLAIM_IDLE_MS = 5000
 
 
 def describe(table: str, frame: pl.DataFrame) -> dict[str, Any]:
     """What a consumer found for a client (rows and their shape)."""
-    if table == "features":
+    if table == "daily_features":  # one row per product and day, one column per feature
         dates = frame["date"]
         return {"rows": frame.height, "products": frame["product_id"].n_unique(),
-                "features": frame["feature"].n_unique(),
+                "features": frame.width - 4,  # besides client_id, product_id, date, qty
                 "from": str(dates.min()) if frame.height else None,
                 "to": str(dates.max()) if frame.height else None}
     return {"rows": frame.height, "products": frame["product_id"].n_unique(),
@@ -61,7 +61,7 @@ def describe(table: str, frame: pl.DataFrame) -> dict[str, Any]:
 
 
 def line(table: str, found: dict[str, Any]) -> str:
-    if table == "features":
+    if table == "daily_features":
         return (f"{found['rows']:,} feature rows ({found['products']} products x "
                 f"{found['features']} features, {found['from']}..{found['to']})")
     return (f"{found['rows']:,} exploded-BOM rows ({found['products']} products, "

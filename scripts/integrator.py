@@ -198,8 +198,9 @@ def build_dataset(seed: int = 42) -> dict[str, dict[str, pl.DataFrame]]:
 
 
 # what secretmagic writes (the first four counted in the demo's summary)
-OUTPUT_TABLES = ("features", "bom_exploded", "product_meta", "component_demand",
-                 "bom_exploded_dated", "component_features", "component_profiles")
+OUTPUT_TABLES = ("daily_features", "bom_exploded", "product_meta", "component_demand",
+                 "bom_exploded_dated", "component_features", "component_profiles",
+                 "feature_profiles", "input_digests")
 COUNTED_TABLES = OUTPUT_TABLES[:4]
 
 

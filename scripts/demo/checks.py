@@ -77,8 +77,8 @@ def _store(s: dict[str, Any]) -> list[str]:
     failures = []
     for client_id in integ.GOOD_CLIENTS:
         rows = s["store"].get(client_id, {})
-        if not all(rows.get(t) for t in ("features", "bom_exploded", "component_demand")):
-            failures.append(f"store: {client_id} has {rows.get('features')} feature rows, "
+        if not all(rows.get(t) for t in ("daily_features", "bom_exploded", "component_demand")):
+            failures.append(f"store: {client_id} has {rows.get('daily_features')} feature rows, "
                             f"{rows.get('bom_exploded')} exploded-BOM rows and "
                             f"{rows.get('component_demand')} component-demand rows")
     cycle = s["store"].get(integ.CYCLE_CLIENT, {})

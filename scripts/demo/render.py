@@ -104,13 +104,13 @@ def _retry(s: dict[str, Any]) -> list[str]:
 
 
 def _store(s: dict[str, Any]) -> list[str]:
-    total_f = sum(v["features"] for v in s["store"].values())
+    total_f = sum(v["daily_features"] for v in s["store"].values())
     total_b = sum(v["bom_exploded"] for v in s["store"].values())
     total_d = sum(v["component_demand"] for v in s["store"].values())
     return ["the store (what secretmagic wrote, per client)",
             table(["CLIENT", "FEATURE ROWS", "EXPLODED-BOM ROWS", "PRODUCT_META ROWS",
                    "COMPONENT-DEMAND ROWS"],
-                  [(c, v["features"], v["bom_exploded"], v["product_meta"],
+                  [(c, v["daily_features"], v["bom_exploded"], v["product_meta"],
                     v["component_demand"]) for c, v in s["store"].items()]),
             f"  total: {total_f:,} feature rows, {total_b:,} exploded-BOM rows, "
             f"{total_d:,} component-demand rows"]

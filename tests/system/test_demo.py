@@ -65,12 +65,13 @@ def assert_common(s: dict[str, Any]) -> None:
     assert dlq["BomCycleError"]["error"] == "BOM cycle: A -> B -> C -> A"
     # what secretmagic wrote, and what each downstream group fetched by client_id
     for client_id in GOOD_CLIENTS:
-        assert s["store"][client_id] == {"features": IsPositiveInt, "bom_exploded": IsPositiveInt,
+        assert s["store"][client_id] == {"daily_features": IsPositiveInt,
+                                         "bom_exploded": IsPositiveInt,
                                          "product_meta": IsPositiveInt,
                                          "component_demand": IsPositiveInt}
         trainer = s["downstream"]["trainer-group"]["clients"][client_id]
         analytics = s["downstream"]["analytics-group"]["clients"][client_id]
-        assert trainer["features"]["rows"] == s["store"][client_id]["features"]
+        assert trainer["daily_features"]["rows"] == s["store"][client_id]["daily_features"]
         assert analytics["bom_exploded"]["rows"] == s["store"][client_id]["bom_exploded"]
     assert s["store"][CYCLE_CLIENT]["bom_exploded"] == 0
     assert s["store"][CYCLE_CLIENT]["component_demand"] == 0
