@@ -22,9 +22,10 @@ from store import Store
 from tests.storekit import BACKENDS, Backend, backend, new_client
 
 START = dt.date(2024, 1, 1)
-PARAMS = {"ema_spans": [3, 10], "ma_windows": [4, 9], "std_windows": [4], "lags": [1, 7]}
-OTHER = {"ema_spans": [5], "ma_windows": [4], "std_windows": [6], "lags": [2],
-         "seasonality": False}
+PARAMS: dict[str, object] = {"ema_spans": [3, 10], "ma_windows": [4, 9], "std_windows": [4],
+                             "lags": [1, 7]}
+OTHER: dict[str, object] = {"ema_spans": [5], "ma_windows": [4], "std_windows": [6], "lags": [2],
+                            "seasonality": False}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -74,7 +75,9 @@ async def assert_equals_full(store: Store, client: str,
 
 
 def append_day(sales: pl.DataFrame, rng: random.Random) -> tuple[pl.DataFrame, dt.date]:
-    day = sales.get_column("date").max() + dt.timedelta(1)  # type: ignore[operator]
+    last = sales.get_column("date").max()
+    assert isinstance(last, dt.date)
+    day = last + dt.timedelta(1)
     products = sorted(set(sales.get_column("product_id")))
     new = pl.DataFrame([{"client_id": sales.item(0, "client_id"), "product_id": p, "date": day,
                          "qty": float(rng.randint(0, 9)), "amount": 1.0} for p in products],
