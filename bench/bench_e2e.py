@@ -1,31 +1,27 @@
 """End-to-end latency: a `sales_updated` XADD → the `features_updated` entry, through the real app.
 
-    .venv/bin/python bench/bench_e2e.py [--events 10] [--products 100] [--days 1000]
+    .venv/bin/python bench/bench_e2e.py [--rounds 3] [--products 100] [--days 1000]
                                         [--backends chdb mysql] [--redis-url URL]
 
-For each store backend, a client with products x days sales rows (100 x 1000 = 100,000 by
-default, plus a weekly stock row per product) is seeded through the app's own store layer, then
-`faststream run app:app` is started as a subprocess (production defaults from app.config, logs
-at INFO) and sent sequential `sales_updated` events with a plain XADD; each waits for its
-`features_updated` on `features-updates` before the next is sent. One warm-up event (the first
-one pays for imports, polars and engine warm-up) is reported apart.
+For each store backend, three clients with products x days sales rows each (100 x 1000 = 100,000
+by default, plus a weekly stock row per product), seeded through the app's own store layer, and
+`faststream run app:app` (production defaults, logs at INFO) sent sequential `sales_updated`
+events with a plain XADD, each waiting for its `features_updated` on `features-updates`:
 
-Backends:
-- chdb:  embedded chDB in a fresh directory. Its on-disk data belongs to one process at a time
-         (SPEC §10), so the data is seeded by a child process that exits before the app starts.
-- mysql: MariaDB (the MySQL-protocol stand-in for StarRocks) at 127.0.0.1:3306 (or --mysql-dsn's
-         server, or a private mariadbd), in a database of the bench's own, dropped afterwards.
+    round 0   every client's first recompute (in full; the first pays for imports and warm-up)
+    round k   the app stopped, one day appended to every client's sales (and client "full"'s
+              input_digests cleared, so that it recomputes in full), the app started again:
+              warm (incremental; warms the new process up), full (a full recompute that
+              replaces the 100k wide rows there), append (one appended day, with data.date_from)
 
-Redis: a private redis-server by default, so that no other worker in `secretmagic-group` on a
-shared Redis takes the bench's events (the app's streams have fixed names).
-
-Per event: latency (XADD → entry seen by the bench's XREAD), the app's own `processing_time_ms`
-(from the event's data: the store reads, the polars computation and the replace of the features),
-and the messaging overhead = latency − processing_time (reading the group, decoding, duplicate
-check, handler dispatch, publish with XADD, ack, and the bench's XREAD wake-up). Also shown: the
-app's span on the Redis clock (features_updated entry id − sales_updated entry id, ms resolution),
-and compute-only = `features.compute_features` on the same data in the bench process (best of 3),
-so processing_time − compute ≈ the store reads and writes.
+chDB's on-disk data belongs to one process at a time (SPEC §10), so the seeding and each round's
+changes are made by a child process while the app is stopped (the same on MariaDB, for one
+procedure). Per event: latency (XADD → entry seen by the bench's XREAD), the app's
+`processing_time_ms` and its stages (check: the digests; read; compute; write), rows read and
+written, and messaging = latency − processing (reading the group, decoding, duplicate check,
+dispatch, publish, ack, the bench's XREAD wake-up). Compute-only in the same run, in the bench
+process: features.compute on one client's data (full) and features.compute_since of one
+appended day (best of 3 each), and the ratios end-to-end ÷ compute-only.
 """
 
 import argparse
@@ -84,21 +80,38 @@ def synthetic(products: int, days: int, seed: int = 0) -> tuple[pl.DataFrame, pl
     return sales, stock
 
 
-def seed(dsn: str, products: int, days: int) -> None:
-    """Child-process mode: write the client's data through the app's store, then exit."""
+CLIENTS = {"warm": f"{CLIENT}-warm", "full": f"{CLIENT}-full", "append": CLIENT}
+
+
+def seed(dsn: str, products: int, days: int, round_no: int, rounds: int) -> None:
+    """Child-process mode. Round 0: the clients' sales up to the last `rounds` days and their
+    stock; round k: the k-th of those days appended, the full client's digests cleared."""
     import asyncio
 
-    from store import open_store
+    from store import empty_frame, open_store, table_spec
 
     async def run() -> None:
         sales, stock = synthetic(products, days)
+        dates = sales.get_column("date").unique().sort()
+        until = dates[days - rounds + round_no - 1] if days - rounds + round_no >= 1 else None
+        upto = sales.filter(pl.col("date") <= until) if until is not None else sales.head(0)
         store = open_store(dsn)
         try:
             started = time.perf_counter()
             await store.create_tables()
-            await store.replace("sales", CLIENT, sales)
-            await store.replace("stock", CLIENT, stock)
-            print(f"seeded {sales.height:,} sales + {stock.height:,} stock rows in "
+            for client in CLIENTS.values():
+                mine = upto.with_columns(client_id=pl.lit(client))
+                if round_no == 0:
+                    await store.replace("sales", client, mine)
+                    await store.replace("stock", client, stock.with_columns(
+                        client_id=pl.lit(client)))
+                else:  # the new day only
+                    await store.replace("sales", client, mine.filter(pl.col("date") == until),
+                                        since=until)
+            if round_no:
+                await store.replace("input_digests", CLIENTS["full"],
+                                    empty_frame(table_spec("input_digests")))
+            print(f"round {round_no}: sales to {until} written in "
                   f"{time.perf_counter() - started:.1f} s", flush=True)
         finally:
             await store.close()
@@ -106,16 +119,32 @@ def seed(dsn: str, products: int, days: int) -> None:
     asyncio.run(run())
 
 
-def compute_only(products: int, days: int) -> float:
-    """Seconds for features.compute_features on the same data in this process (best of 3)."""
-    from features import FeatureParams, compute_features
+def compute_only(products: int, days: int) -> dict[str, float]:
+    """Seconds, best of 3, in this process: features.compute of a client (full) and
+    features.compute_since of its last day appended (from what the full compute before it
+    stored)."""
+    import datetime as dt
 
+    from features import FeatureParams, compute, compute_since, plan_from
+
+    params = FeatureParams()
     sales, stock = synthetic(products, days)
-    best = math.inf
+    last = sales.get_column("date").max()
+    assert isinstance(last, dt.date)
+    before = compute(sales.filter(pl.col("date") < last), stock, None, params)
+    plan = plan_from(last, params)
+    recent = sales.filter(pl.col("date") >= plan.read_since)
+    stored = before.wide.filter(pl.col("date") >= plan.read_since)
+    stored_profiles = before.profiles.with_columns(pl.col("qty_sum").cast(pl.String))
+    runs = {"full": lambda: compute(sales, stock, None, params),
+            "append": lambda: compute_since(plan, recent, stock, None, params, stored,
+                                            stored_profiles)}
+    best = dict.fromkeys(runs, math.inf)
     for _ in range(3):
-        started = time.perf_counter()
-        compute_features(sales, stock, None, FeatureParams())
-        best = min(best, time.perf_counter() - started)
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
     return best
 
 
@@ -124,11 +153,12 @@ def nearest_rank(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def one_event(r: redis.Redis, timeout: float = 300.0) -> dict[str, Any]:
-    """XADD a sales_updated; wait for its features_updated; return the figures."""
+def one_event(r: redis.Redis, client: str, data: dict[str, Any],
+              timeout: float = 300.0) -> dict[str, Any]:
+    """XADD a sales_updated for `client`; wait for its features_updated; return the figures."""
     last = cast(Entries, r.xrevrange(OUT_STREAM, "+", "-", count=1))
     cursor = last[0][0] if last else b"0-0"
-    fields = job(CLIENT, "sales_updated", integration_id="bench", table_name="sales")
+    fields = job(client, "sales_updated", integration_id="bench", table_name="sales", **data)
     started = time.perf_counter()
     in_id = cast(bytes, r.xadd(IN_STREAM, fields))
     deadline = time.monotonic() + timeout
@@ -138,91 +168,107 @@ def one_event(r: redis.Redis, timeout: float = 300.0) -> dict[str, Any]:
         for _, entries in reply or ():
             for out_id, out in entries:
                 cursor = out_id
-                if out.get(b"client_id") == CLIENT.encode() and out.get(
+                if out.get(b"client_id") == client.encode() and out.get(
                         b"event_type") == b"features_updated":
-                    data = json.loads(out[b"data"])
+                    done = json.loads(out[b"data"])
                     latency = (seen - started) * 1e3
                     return {
                         "latency_ms": latency,
-                        "processing_ms": float(data["processing_time_ms"]),
-                        "overhead_ms": latency - data["processing_time_ms"],
+                        "processing_ms": float(done["processing_time_ms"]),
+                        "messaging_ms": latency - done["processing_time_ms"],
                         "redis_span_ms": _ms(out_id) - _ms(in_id),
-                        "features": data["features_count"],
-                        "rows": data.get("rows", 0),
+                        "stages": done.get("stages_ms", {}),
+                        "read": sum(done.get("rows_read", {}).values()),
+                        "rows": done.get("rows", 0) + done.get("profile_rows", 0),
+                        "incremental": done.get("incremental"),
                     }
-    raise TimeoutError(f"no features_updated for {CLIENT} within {timeout:.0f}s")
+    raise TimeoutError(f"no features_updated for {client} within {timeout:.0f}s")
 
 
 def _ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[0])
 
 
+def _show(label: str, res: dict[str, Any]) -> None:
+    stages = " ".join(f"{k} {v}" for k, v in res["stages"].items())
+    print(f"  {label:<8} latency {res['latency_ms']:7.1f} ms  processing "
+          f"{res['processing_ms']:5.0f} ms ({stages})  messaging {res['messaging_ms']:5.1f} ms  "
+          f"read {res['read']:,} written {res['rows']:,} rows", flush=True)
+
+
 def run_backend(name: str, dsn: str, redis_url: str, args: argparse.Namespace,
                 workdir: Path) -> dict[str, Any]:
     print(f"\n== {name}: STORE_DSN={dsn}", flush=True)
-    subprocess.run([sys.executable, __file__, "--seed", dsn, "--products", str(args.products),
-                    "--days", str(args.days)], check=True, cwd=ROOT)
     r = redis.Redis.from_url(redis_url)
     r.delete(IN_STREAM, OUT_STREAM)
     config = write_config(workdir / f"{name}.yaml", Config())  # the production defaults
-    app = AppProcess("app:app", {**messenger_env(redis_url), "STORE_DSN": dsn,
-                                 "SECRETMAGIC_CONFIG": str(config), "LOGS_LEVEL": "INFO"},
-                     workdir, f"bench-e2e-{name}")
-    try:
-        started = time.perf_counter()
-        app.start()
-        app.wait_output(f"consuming {IN_STREAM}", timeout=120)
-        services.wait_for(lambda: any(g["name"] == b"secretmagic-group"
-                                      for g in r.xinfo_groups(IN_STREAM)), 30, "the group")
-        print(f"app ready in {time.perf_counter() - started:.1f} s", flush=True)
-        warm = one_event(r)
-        print(f"  warm-up  latency {warm['latency_ms']:8.1f} ms  processing "
-              f"{warm['processing_ms']:6.0f} ms  ({warm['features']} features, "
-              f"{warm['rows']:,} rows)", flush=True)
-        results = []
-        for i in range(args.events):
-            res = one_event(r)
-            results.append(res)
-            print(f"  event {i + 1:>2} latency {res['latency_ms']:8.1f} ms  processing "
-                  f"{res['processing_ms']:6.0f} ms  overhead {res['overhead_ms']:6.1f} ms  "
-                  f"redis span {res['redis_span_ms']:6d} ms", flush=True)
-    except BaseException:
-        print(f"  the app's log (tail):\n{app.output[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        app.stop()
-        r.close()
-    code = app.proc.returncode if app.proc else None
-    if code != 0:
-        print(f"  note: the app exited with {code}; its log:\n{app.output[-2000:]}")
-    return {"name": name, "warm": warm, "results": results, "exit": code}
+    results: dict[str, list[dict[str, Any]]] = {"full": [], "append": []}
+    first: dict[str, Any] = {}
+    for round_no in range(args.rounds + 1):
+        subprocess.run([sys.executable, __file__, "--seed", dsn, "--products",
+                        str(args.products), "--days", str(args.days), "--round", str(round_no),
+                        "--rounds", str(args.rounds)], check=True, cwd=ROOT)
+        app = AppProcess("app:app", {**messenger_env(redis_url), "STORE_DSN": dsn,
+                                     "SECRETMAGIC_CONFIG": str(config), "LOGS_LEVEL": "INFO"},
+                         workdir, f"bench-e2e-{name}-{round_no}")
+        try:
+            app.start()
+            app.wait_output(f"consuming {IN_STREAM}", timeout=120)
+            services.wait_for(lambda: any(g["name"] == b"secretmagic-group"
+                                          for g in r.xinfo_groups(IN_STREAM)), 30, "the group")
+            day = (START + timedelta(days=args.days - args.rounds + round_no - 1)).isoformat()
+            for role in ("warm", "full", "append"):
+                hint = {"date_from": day} if round_no and role == "append" else {}
+                res = one_event(r, CLIENTS[role], hint)
+                _show(f"{role} {round_no}", res)
+                if round_no == 0 and role == "append":
+                    first = res
+                elif round_no and role != "warm":
+                    results[role].append(res)
+        except BaseException:
+            print(f"  the app's log (tail):\n{app.output[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            app.stop()
+    r.close()
+    return {"name": name, "first": first, **results}
 
 
-def summary(runs: list[dict[str, Any]], compute_s: float, args: argparse.Namespace) -> None:
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(x[key] for x in runs)
+
+
+def _stage(runs: list[dict[str, Any]], stage: str) -> float:
+    return statistics.median(x["stages"].get(stage, 0) for x in runs)
+
+
+def summary(runs: list[dict[str, Any]], compute: dict[str, float], args: argparse.Namespace
+            ) -> None:
     rows = args.products * args.days
-    print(f"\nend-to-end, {rows:,} sales rows ({args.products} products x {args.days} days), "
-          f"{args.events} sequential events per backend, ms:")
-    print(f"{'backend':<8} {'p50':>8} {'p95':>8} {'proc p50':>9} {'overhead p50':>13} "
-          f"{'overhead p95':>13} {'redis span p50':>15} {'store I/O p50':>14} {'warm-up':>8}")
+    print(f"\nend-to-end, {rows:,} sales rows per client ({args.products} products x "
+          f"{args.days} days), medians of {args.rounds} rounds, ms:")
+    print(f"{'backend':<8} {'event':<7} {'latency':>8} {'process':>8} {'check':>6} {'read':>6} "
+          f"{'compute':>8} {'write':>6} {'messaging':>10} {'rows read':>10} {'written':>8} "
+          f"{'e2e/compute':>12}")
     for run in runs:
-        res = run["results"]
-        lat = [x["latency_ms"] for x in res]
-        proc = [x["processing_ms"] for x in res]
-        over = [x["overhead_ms"] for x in res]
-        span = [x["redis_span_ms"] for x in res]
-        print(f"{run['name']:<8} {statistics.median(lat):8.0f} {nearest_rank(lat, 0.95):8.0f} "
-              f"{statistics.median(proc):9.0f} {statistics.median(over):13.1f} "
-              f"{nearest_rank(over, 0.95):13.1f} {statistics.median(span):15.0f} "
-              f"{statistics.median(proc) - compute_s * 1e3:14.0f} "
-              f"{run['warm']['latency_ms']:8.0f}")
-    print(f"compute only (features.compute_features in this process, best of 3): "
-          f"{compute_s * 1e3:.0f} ms; store I/O = processing − compute; "
-          f"load average at the end {os.getloadavg()[0]:.2f}")
+        for event in ("full", "append"):
+            res = run[event]
+            latency = _median(res, "latency_ms")
+            print(f"{run['name']:<8} {event:<7} {latency:8.0f} {_median(res, 'processing_ms'):8.0f}"
+                  f" {_stage(res, 'check'):6.0f} {_stage(res, 'read'):6.0f} "
+                  f"{_stage(res, 'compute'):8.0f} {_stage(res, 'write'):6.0f} "
+                  f"{_median(res, 'messaging_ms'):10.1f} {_median(res, 'read'):10,.0f} "
+                  f"{_median(res, 'rows'):8,.0f} {latency / (compute[event] * 1e3):11.1f}x")
+        print(f"{run['name']:<8} {'first':<7} {run['first']['latency_ms']:8.0f} (the client's "
+              "first recompute, in full, by a new process)")
+    print(f"compute only (this process, best of 3): full {compute['full'] * 1e3:.0f} ms, "
+          f"one appended day {compute['append'] * 1e3:.1f} ms; load average at the end "
+          f"{os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--products", type=int, default=100)
     parser.add_argument("--days", type=int, default=1000)
     parser.add_argument("--backends", nargs="+", choices=["chdb", "mysql"],
@@ -230,9 +276,10 @@ def main() -> None:
     parser.add_argument("--redis-url", help="default: a private redis-server")
     parser.add_argument("--mysql-dsn", help="a server DSN; the bench uses a database of its own")
     parser.add_argument("--seed", help=argparse.SUPPRESS)  # child-process mode
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed:
-        seed(args.seed, args.products, args.days)
+        seed(args.seed, args.products, args.days, args.round, args.rounds)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="sm-bench-e2e-"))
@@ -248,7 +295,7 @@ def main() -> None:
     try:
         print(f"Redis at {redis_url}{' (private redis-server)' if private_redis else ''}; "
               f"workdir {workdir}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-        compute_s = compute_only(args.products, args.days)
+        compute = compute_only(args.products, args.days)
         for backend in args.backends:
             if backend == "chdb":
                 dsn = f"chdb://{workdir / 'chdb'}"
@@ -257,7 +304,7 @@ def main() -> None:
                     services.find_mysql()
                 dsn = mysql_dsn = _create_database(server, f"sm_bench_{uuid.uuid4().hex[:8]}")
             runs.append(run_backend(backend, dsn, redis_url, args, workdir))
-        summary(runs, compute_s, args)
+        summary(runs, compute, args)
     finally:
         if mysql_dsn:
             _drop_database(mysql_dsn)
