@@ -13,11 +13,19 @@
    its lines changed on one of 4 dates, scrap, base quantities, leads) are timed beside them.
 2. Component demand of --sales sales rows of top products over a 1,000-line BOM with options,
    exploded once: bom.component_demand against the same join and sum in DuckDB, checked equal.
+3. The same client on embedded chDB, end to end: the bom_updated pipeline (read bom, sales and
+   stock; explode; component demand and its features; replace bom_exploded, bom_exploded_dated,
+   component_demand, component_features, component_profiles) and the sales_updated refresh
+   (handlers.pipelines.components) after the integrator appended one day of sales, beside
+   their compute alone; the stored demand checked against bom.component_demand. The store
+   keeps one line per (parent, child), so of each line changed on a date only its first half
+   is stored.
 
 Timed interleaved, best of --repeats.
 """
 
 import argparse
+import asyncio
 import random
 import sys
 import time
@@ -31,6 +39,10 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's top-level modules
 
 from bom import component_demand, explode, explode_dated, graph, lines
+from handlers.pipelines import components
+from handlers.pipelines.explosion import explode_bom
+from settings import Config
+from store import open_store
 from tests.reference import naive_explode
 
 LEVEL_SHARES = [1, 2, 3, 4, 4, 4, 8]  # relative node count per level, tops first, leaves last
@@ -173,7 +185,9 @@ def explosion(n_edges: int, repeats: int, con: duckdb.DuckDBPyConnection) -> Non
           f"naive / polars: {best['naive recursion (leaves)'] / polars:.1f}x")
 
 
-def demand(n_sales: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
+def demand_case(n_sales: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """(BOM of 1,000 lines with options, its dated explosion, n_sales sales rows of its top
+    products, days of history)."""
     bom = with_options(random_bom(1000, seed=1, shares=[4, 2, 2, 2, 2, 2, 4]), seed=1)
     exploded = explode_dated(bom)
     tops = exploded["product_id"].unique().sort()
@@ -187,6 +201,12 @@ def demand(n_sales: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
         .with_columns(client_id=pl.lit("client-1"),
                       qty=pl.int_range(pl.len()).mul(7919).mod(13).cast(pl.Float64))
     )
+    return bom, exploded, sales, days
+
+
+def demand(n_sales: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
+    bom, exploded, sales, days = demand_case(n_sales)
+    tops = sales["product_id"].unique()
     con.execute("CREATE OR REPLACE TABLE sales AS SELECT * FROM sales")
     con.execute("CREATE OR REPLACE TABLE exploded AS SELECT * FROM exploded")
     ours = component_demand(sales, exploded)
@@ -206,6 +226,58 @@ def demand(n_sales: int, repeats: int, con: duckdb.DuckDBPyConnection) -> None:
           f"{best['duckdb join + group by'] / best['polars component_demand']:.1f}x")
 
 
+async def pipeline(n_sales: int, repeats: int) -> None:
+    bom, _, sales, _ = demand_case(n_sales)
+    config = Config()
+    store = open_store("chdb://")
+    await store.create_tables()
+    client = "client-1"
+    # The store keeps one line per (parent, child): of a line changed on a date, one half.
+    await store.replace("bom", client, bom.unique(["parent_id", "child_id"], keep="first",
+                                                  maintain_order=True))
+    await store.replace("sales", client, sales.with_columns(amount=pl.lit(None, pl.Float64)))
+    lines_read = components.ordered(await store.read("bom", client))
+    sales_read = await store.read("sales", client)
+    stock_read = await store.read("stock", client)
+    version = iter(range(1, 10 * repeats + 10))
+    best = dict.fromkeys(("compute: explode + demand + features", "bom_updated pipeline",
+                          "sales_updated refresh, a day appended"), float("inf"))
+    done = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        components.compute(sales_read, stock_read, explode_dated(lines_read), config.features)
+        best["compute: explode + demand + features"] = min(
+            best["compute: explode + demand + features"], time.perf_counter() - start)
+        start = time.perf_counter()
+        done = await explode_bom(store, client, config, next(version))
+        best["bom_updated pipeline"] = min(best["bom_updated pipeline"],
+                                           time.perf_counter() - start)
+        last = sales_read["date"].max()
+        assert isinstance(last, date)
+        day = last + timedelta(days=1)
+        sales_read = pl.concat([sales_read, sales_read.filter(
+            pl.col("date") == day - timedelta(days=7)).with_columns(date=pl.lit(day))])
+        await store.replace("sales", client, sales_read.filter(pl.col("date") == day),
+                            since=day)  # the integrator appends a day, then sales_updated
+        start = time.perf_counter()
+        await components.refresh_components(store, client, config, next(version))
+        best["sales_updated refresh, a day appended"] = min(
+            best["sales_updated refresh, a day appended"], time.perf_counter() - start)
+    stored = await store.read("component_demand", client)
+    want = components.compute(sales_read, stock_read, explode_dated(lines_read), config.features)
+    check_frames(want.demand, stored.select(want.demand.columns), "demand")
+    await store.close()
+    assert done is not None
+    print(f"\nend to end on chdb://, {sales.height:,} sales rows, {bom.height:,} BOM lines: "
+          f"{done.demand_rows:,} component demand rows, {done.feature_rows:,} component feature "
+          f"rows, {done.exploded_rows:,} dated explosion rows; best of {repeats}")
+    table(best, "sales rows", sales.height)
+    compute = best["compute: explode + demand + features"]
+    print(f"ratio bom_updated / compute: {best['bom_updated pipeline'] / compute:.1f}x, "
+          f"sales_updated refresh / compute: "
+          f"{best['sales_updated refresh, a day appended'] / compute:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=100_000)
@@ -218,6 +290,7 @@ def main() -> None:
           f"polars {pl.__version__} ({pl.thread_pool_size()} threads)\n")
     explosion(args.edges, args.repeats, con)
     demand(args.sales, args.repeats, con)
+    asyncio.run(pipeline(args.sales, args.repeats))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ is not used here yet).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -66,16 +67,46 @@ def ordered(lines: pl.DataFrame) -> pl.DataFrame:
 
 
 async def write(store: Store, client_id: str, parts: Components, version: int) -> list[int]:
-    """Replace the client's rows of the three tables (rows written, in OUTPUTS order)."""
-    return list(await asyncio.gather(*(
-        store.replace(table, client_id, frame, version=version)
-        for table, frame in zip(OUTPUTS, parts.frames(), strict=True))))
+    """Make the client's rows of the three tables `parts` (the rows it has now, in OUTPUTS
+    order). The dated tables are rewritten from the first date on which they differ from the
+    stored rows (nothing if none does: a sale appended rewrites the last days, not the
+    history); the profiles, a few rows per component, in full."""
+    demand, daily, profiles = parts.frames()
+    await asyncio.gather(
+        _from_first_change(store, client_id, "component_demand", demand, version),
+        _from_first_change(store, client_id, "component_features", daily, version),
+        store.replace("component_profiles", client_id, profiles, version=version))
+    return [frame.height for frame in parts.frames()]
+
+
+async def _from_first_change(store: Store, client_id: str, table: str, frame: pl.DataFrame,
+                             version: int) -> None:
+    stored = await store.read(table, client_id)
+    since = first_change(stored, frame)
+    if since is not None:
+        await store.replace(table, client_id, frame.filter(pl.col("date") >= since),
+                            since=since, version=version)
+
+
+def first_change(stored: pl.DataFrame, frame: pl.DataFrame) -> dt.date | None:
+    """The first date with a row in one of the frames and not, value for value, in the other
+    (None if they hold the same rows). A column `frame` has and `stored` lacks (a new feature)
+    changes every row."""
+    if not set(frame.columns) <= set(stored.columns):
+        dates = pl.concat([frame["date"], stored["date"]])
+        return dates.min() if dates.len() else None  # type: ignore[return-value]
+    stored = stored.select(frame.columns)
+    changed = pl.concat([
+        frame.join(stored, on=frame.columns, how="anti", nulls_equal=True),
+        stored.join(frame, on=frame.columns, how="anti", nulls_equal=True),
+    ])
+    return changed["date"].min() if changed.height else None  # type: ignore[return-value]
 
 
 class ComponentsRefreshed(BaseModel):
     components_count: int = Field(ge=0)
-    demand_rows: int = Field(ge=0, description="component_demand rows written")
-    feature_rows: int = Field(ge=0, description="component_features rows written")
+    demand_rows: int = Field(ge=0, description="component_demand rows the client has")
+    feature_rows: int = Field(ge=0, description="component_features rows the client has")
     processing_time_ms: int = Field(ge=0)
     skipped: str | None = Field(None, description="why nothing was written, if so")
 

@@ -24,8 +24,8 @@ class BomExploded(BaseModel):
     components_count: int = Field(0, ge=0, description="components below the top products")
     date_ranges: int = Field(0, ge=0, description="distinct effective date ranges (1 if none)")
     exploded_rows: int = Field(0, ge=0, description="bom_exploded_dated rows written")
-    demand_rows: int = Field(0, ge=0, description="component_demand rows written")
-    feature_rows: int = Field(0, ge=0, description="component_features rows written")
+    demand_rows: int = Field(0, ge=0, description="component_demand rows the client has")
+    feature_rows: int = Field(0, ge=0, description="component_features rows the client has")
 
 
 def dated_rows(exploded: pl.DataFrame) -> pl.DataFrame:
