@@ -25,10 +25,16 @@ STREAM_NAME = r"^[^\s*?\[\]]{1,200}$"
 # (tests/system/test_faults_halfopen.py).
 REDIS_SOCKET_TIMEOUT_S = 5.0
 MAX_BLOCK_MS = int(REDIS_SOCKET_TIMEOUT_S * 1000) - 2000
+# Streams one file may name (each read stream is a loop, each unknown one a log line): far
+# above any real deployment, far below what would swamp the worker.
+MAX_STREAMS = 1000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; no conversion between types (`true` is not 1, `1` not true, "5"
+    not 5): a YAML value of the wrong type is a mistake to report, not to guess at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Backoff(_Strict):
@@ -45,7 +51,8 @@ class Subscriber(_Strict):
     consumer_group: str = Field(DEFAULT_GROUP, pattern=STREAM_NAME,
                                 description="applies on restart only")
     streams: tuple[str, ...] | None = Field(
-        None, description="the streams to read; unset = every stream a handler subscribes to")
+        None, max_length=MAX_STREAMS, strict=False,  # a YAML list (strict wants a tuple)
+        description="the streams to read; unset = every stream a handler subscribes to")
     # The delivery policy (app.delivery). Defaults suit a handler that takes well under a minute.
     batch_size: int = Field(10, ge=1, le=10_000, description="entries per XREADGROUP (seed: 10)")
     block_ms: int = Field(1000, ge=10, le=MAX_BLOCK_MS,
@@ -77,7 +84,7 @@ class Publisher(_Strict):
     enabled: bool = Field(True, description="false: publishing is a logged no-op")
     max_length: int = Field(10_000, ge=1, description="MAXLEN ~ on every publish (retention)")
     streams: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=dict, max_length=MAX_STREAMS,
         description="event_type -> stream, over the streams the handlers' publishers declare",
     )
 
@@ -102,11 +109,13 @@ class ConfigError(ValueError):
 
 
 # Bounds of a configuration file, so that no file can make a reload hang or eat memory: its
-# size, and its nodes once aliases are expanded (an alias bomb — a few lines of anchors that
-# expand to billions of values — is refused before anything is built from it).
+# size, its nodes once aliases are expanded (an alias bomb — a few lines of anchors that expand
+# to billions of values — is refused before anything is built from it) and its depth (the
+# real file is 4 deep).
 MAX_BYTES = 256 * 1024
 MAX_NODES = 20_000
-SHOWN = 60  # characters of a wrong value quoted in an error
+MAX_DEPTH = 64
+SHOWN = 60  # characters of a wrong value (or key) quoted in an error
 SHOWN_PROBLEMS = 5
 
 
@@ -122,8 +131,8 @@ def parse(data: str | bytes, source: str = "config") -> Config:
             raise ConfigError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
                               f"offset {exc.start})") from None
     raw = _yaml(data, source)
-    if raw is None:
-        raw = {}
+    if raw is None:  # an empty file is far more often a save caught half-way than a choice
+        raise ConfigError(f"{source}: empty (no settings); write {{}} for all the defaults")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
     try:
@@ -136,7 +145,7 @@ def parse(data: str | bytes, source: str = "config") -> Config:
 
 
 def _problem(e: Any) -> str:
-    where = ".".join(str(p) for p in e["loc"]) or "(top)"
+    where = ".".join(_key(p) for p in e["loc"]) or "(top)"
     if e["type"] == "missing" or isinstance(e["input"], dict | list | tuple):
         return f"{where}: {_one_line(e['msg'])}"
     shown = repr(e["input"])
@@ -148,52 +157,111 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _key(part: object) -> str:
+    """A key of an error's path as written, or quoted when it is not plain (spaces, newlines,
+    control characters, a dot) and cut to SHOWN characters: the error stays one line."""
+    text = str(part)
+    if not text or not text.isprintable() or any(c.isspace() or c == "." for c in text):
+        text = repr(text)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+class _Refused(Exception):
+    """What _checked (or _Loader) found: the reason, for ConfigError."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that stops composing past MAX_DEPTH: the composer recurses once per level, so
+    a file of nothing but `[` would otherwise run into Python's stack (slowly)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels (line "
+                               f"{self.peek_event().start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def _yaml(text: str, source: str) -> Any:
-    """safe_load, but refusing what would expand past MAX_NODES or nest past Python's stack."""
-    loader = yaml.SafeLoader(text)
+    """safe_load, but refusing what would expand past MAX_NODES, nest past MAX_DEPTH (or
+    Python's stack), refer to itself, or repeat a key."""
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # checks the characters: it may refuse already
         node = loader.get_single_node()
-        if node is not None and _expanded(node) > MAX_NODES:
-            raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases are "
-                              "expanded (an alias bomb?); not loaded")
-        return loader.construct_document(node) if node is not None else None
+        if node is None:
+            return None
+        _checked(node)
+        return loader.construct_document(node)
+    except _Refused as exc:
+        raise ConfigError(f"{source}: {exc}; not loaded") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{source}: not valid YAML (character #x{exc.character:04x} at "
+                          f"character {exc.position} is not allowed)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = _one_line(str(getattr(exc, "problem", None) or exc))
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
     except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply") from None
+        raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels; not loaded") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
-def _expanded(root: yaml.Node) -> int:
-    """How many nodes `root` stands for with every alias expanded, counted without expanding
-    (each node once; a shared one adds its size at each use), stopping past MAX_NODES."""
+def _checked(root: yaml.Node) -> None:
+    """Raise _Refused if `root` stands for more than MAX_NODES nodes with every alias expanded
+    (counted without expanding: each node once, a shared one adding its size at each use),
+    nests deeper than MAX_DEPTH, contains itself, or has a mapping with a key twice (PyYAML
+    would keep the last one silently)."""
     sizes: dict[int, int] = {}
     open_: set[int] = set()  # being counted: met again below itself, it is a cycle (`&a [*a]`)
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    shared = False
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
     while stack:
-        node, ready = stack.pop()
+        node, depth, ready = stack.pop()
         key = id(node)
         if ready:
-            total = 1 + sum(sizes[id(c)] for c in _children(node))
-            sizes[key] = min(total, MAX_NODES + 1)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in _children(node)), MAX_NODES + 1)
             open_.discard(key)
             continue
-        if key in sizes:
-            continue
         if key in open_:
-            return MAX_NODES + 1
+            raise _Refused(f"an alias refers to a node that contains it (a cycle: the node "
+                           f"anchored on line {node.start_mark.line + 1})")
+        if key in sizes:
+            shared = True
+            continue
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels (line "
+                           f"{node.start_mark.line + 1})")
         children = _children(node)
         if not children:
             sizes[key] = 1
             continue
+        if isinstance(node, yaml.MappingNode):
+            _unique_keys(node)
         open_.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children)
-    return sizes[id(root)]
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children)
+    if sizes[id(root)] > MAX_NODES:
+        raise _Refused(f"more than {MAX_NODES} values"
+                       + (" once its aliases are expanded (an alias bomb?)" if shared else ""))
+
+
+def _unique_keys(node: yaml.MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for k, _ in node.value:
+        if isinstance(k, yaml.ScalarNode):
+            if (k.tag, k.value) in seen:
+                raise _Refused(f"the key {_key(k.value)} appears twice in one mapping (line "
+                               f"{k.start_mark.line + 1})")
+            seen.add((k.tag, k.value))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -5,6 +5,11 @@ change applies to the next event or publish. A file that fails validation (bad Y
 an unknown key) is rejected with one log line naming the key path and the reason, and the last good
 configuration stays. `consumer_group` is fixed for the life of the process (it names the group the
 consumers belong to): a change is logged as applying on restart and otherwise ignored.
+
+The file is read once per reload, bounded (settings.config.read: at most MAX_BYTES + 1 bytes,
+so a huge file is never read whole), and those bytes are both compared with the last ones seen
+(no reload when unchanged) and parsed, off the event loop (a 256 KiB file takes pure-Python
+YAML a while). A reload happens only on a change of the bytes: at most one per write.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core import logs
-from settings.config import Config, ConfigError, load
+from settings.config import Config, ConfigError, parse, read
 
 log = logs.get("config")
 
@@ -33,9 +38,11 @@ class LiveConfig:
     def __init__(self, path: Path | None, initial: Config | None = None,
                  on_result: Callable[[str], None] | None = None) -> None:
         self.path = path
-        self.current = initial or (load(path) if path else Config())
+        data = read(path) if path and initial is None else self._read()
+        self.current = initial or (parse(data, str(path)) if path and data is not None
+                                   else Config())
         self.on_result = on_result
-        self._digest = self._read_digest()
+        self._digest = _digest(data)
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -43,11 +50,12 @@ class LiveConfig:
         """`listener(old, new)` runs after each applied change."""
         self._listeners.append(listener)
 
-    def _read_digest(self) -> str | None:
+    def _read(self) -> bytes | None:
+        """The file's bytes (bounded), or None when there is no file to read."""
         if self.path is None:
             return None
-        with contextlib.suppress(OSError):
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        with contextlib.suppress(ConfigError):
+            return read(self.path)
         return None
 
     def _result(self, result: str) -> None:
@@ -56,12 +64,12 @@ class LiveConfig:
 
     async def reload(self) -> bool:
         """Re-read the file; apply it if it changed and is valid. True when applied."""
-        digest = self._read_digest()
-        if self.path is None or digest is None or digest == self._digest:
+        data = self._read()
+        if self.path is None or data is None or _digest(data) == self._digest:
             return False
-        self._digest = digest
+        self._digest = _digest(data)
         try:
-            new = load(self.path)
+            new = await asyncio.to_thread(parse, data, str(self.path))
         except ConfigError as exc:
             self._result("rejected")
             log.error("configuration rejected, keeping the last good one: %s", exc,
@@ -118,3 +126,7 @@ class LiveConfig:
             await self.reload()
         except Exception:
             log.exception("applying the configuration failed", path=str(self.path))
+
+
+def _digest(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
