@@ -9,9 +9,13 @@ grid). Sales rows with a null product_id, date or qty imply nothing and are skip
 non-finite qty is a FatalError naming its row.
 
 Computed as matrix products, not a join: the day × product sales matrix times, per lead and per
-stretch of days on which no range starts or ends, the product × component quantity matrix
-(BLAS; the join of every sale with every component of its product is ~50x more rows than the
-result and took 3x DuckDB's time).
+stretch of days on which no range starts or ends, the product × component quantity matrix (the
+join of every sale with every component of its product is ~50x more rows than the result and
+took 3x DuckDB's time). numpy's einsum, not BLAS: it sums each day's products in one fixed
+order whatever the number of days, so a day appended leaves every earlier day's demand the same
+to the bit (BLAS's blocking depends on the matrix shape), and the pipeline rewrites only what
+changed. Same-day rows of a product are added in ascending order, so any row order gives the
+same bits.
 """
 
 from itertools import pairwise
@@ -59,7 +63,8 @@ def component_demand(sales: pl.DataFrame, exploded: pl.DataFrame) -> pl.DataFram
         return DEMAND_SCHEMA.to_frame()
     products = per_unit["product_id"].unique().sort()
     components = per_unit["component_id"].unique().sort()
-    sold = typed.join(per_unit.select("product_id").unique(), on="product_id", how="semi")
+    sold = typed.join(per_unit.select("product_id").unique(), on="product_id", how="semi").sort(
+        "date", "product_id", "qty")
     day = sold["date"].cast(pl.Int32).to_numpy()
     first, days = int(day.min()), int(day.max() - day.min()) + 1
     product = sold["product_id"].cast(pl.Enum(products)).to_physical().to_numpy()
@@ -106,7 +111,7 @@ def _add(demand: np.ndarray, touched: np.ndarray, qty: np.ndarray, count: np.nda
             continue
         per_unit = np.zeros((p_codes.size, c_codes.size))
         np.add.at(per_unit, (p[covering], c[covering]), quantity[covering])
-        block = qty[a:b][:, p_codes] @ per_unit
+        block = np.einsum("dp,pc->dc", qty[a:b][:, p_codes], per_unit)
         demand[a + offset:b + offset, c_codes] += block
         sold = (block != 0) if count is None else (count[a:b][:, p_codes] @ (per_unit > 0)) > 0
         touched[a + offset:b + offset, c_codes] |= sold

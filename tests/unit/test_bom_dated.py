@@ -3,6 +3,7 @@ phantom, valid_from/valid_to, uom_factor, lead_days): hand-worked BOMs (the arit
 comment), then random DAGs with all options against the plain recursion of tests/reference.py
 (per day: the range holding the day), then the errors of bad lines with their messages."""
 
+import random
 from datetime import date, timedelta
 from typing import Any
 
@@ -329,3 +330,23 @@ def test_component_demand_matches_the_reference(
     assert {key: pytest.approx(v, rel=1e-9, abs=1e-9) for key, v in want.items()} == {
         (c, k, d): v for c, k, d, v in got.rows()}
     assert got.rows() == got.sort("component_id", "date").rows()
+
+
+def test_a_day_appended_leaves_earlier_demand_the_same_to_the_bit() -> None:
+    # What lets the pipeline rewrite only the changed days: each day's sum has one order,
+    # whatever the number of days or the order of the rows (big enough for BLAS to block).
+    rng = random.Random(7)
+    rows = [line(f"P{p}", f"C{rng.randrange(400)}", rng.uniform(0.1, 3),
+                 lead_days=rng.choice([0, 0, 2]), scrap_pct=rng.choice([0, 5]))
+            for p in range(80) for _ in range(12)]
+    exploded = explode_dated(bom_lines(*rows))
+    history = sales("c", *((f"P{p}", _DAY0 + timedelta(d), rng.uniform(0, 9))
+                           for d in range(500) for p in range(80) if rng.random() < 0.7))
+    later = pl.concat([history, sales("c", ("P3", _DAY0 + timedelta(500), 4.0))])
+
+    before = component_demand(history, exploded)
+    after = component_demand(later.sample(fraction=1.0, shuffle=True, seed=1), exploded)
+
+    cut = pl.col("date") < _DAY0 + timedelta(500 - 2)
+    assert before.filter(cut).equals(after.filter(cut))
+    assert after.height > before.height
