@@ -29,6 +29,7 @@ from settings import Config
 from store import Store
 
 OUTPUTS = ("component_demand", "component_features", "component_profiles")
+_SAME = 1e-12  # relative difference of two values first_change takes as one
 
 log = logs.get("bom")
 
@@ -89,17 +90,26 @@ async def _from_first_change(store: Store, client_id: str, table: str, frame: pl
 
 
 def first_change(stored: pl.DataFrame, frame: pl.DataFrame) -> dt.date | None:
-    """The first date with a row in one of the frames and not, value for value, in the other
-    (None if they hold the same rows). A column `frame` has and `stored` lacks (a new feature)
-    changes every row."""
+    """The first date with a (component, date) in one frame and not the other, or a value that
+    differs by more than 1e-12 relative (None if none does: the explosion sums shared paths in
+    no fixed order, so two runs on the same data may differ in the last bits; rows within that
+    are kept as stored, as bom treats such quantities as one). A column `frame` has and
+    `stored` lacks (a new feature) changes every row."""
     if not set(frame.columns) <= set(stored.columns):
         dates = pl.concat([frame["date"], stored["date"]])
         return dates.min() if dates.len() else None  # type: ignore[return-value]
-    stored = stored.select(frame.columns)
-    changed = pl.concat([
-        frame.join(stored, on=frame.columns, how="anti", nulls_equal=True),
-        stored.join(frame, on=frame.columns, how="anti", nulls_equal=True),
-    ])
+    key = ["client_id", "component_id", "date"]
+    joined = frame.with_columns(_new=pl.lit(True)).join(
+        stored.select(frame.columns).with_columns(_old=pl.lit(True)), on=key, how="full",
+        coalesce=True, suffix="_old")
+
+    def same(column: str) -> pl.Expr:
+        new, old = pl.col(column), pl.col(f"{column}_old")
+        close = (new - old).abs() <= _SAME * pl.max_horizontal(new.abs(), old.abs())
+        return (new.is_null() & old.is_null()) | close.fill_null(False)
+
+    changed = joined.filter(pl.col("_new").is_null() | pl.col("_old").is_null()
+                            | ~pl.all_horizontal(same(c) for c in frame.columns if c not in key))
     return changed["date"].min() if changed.height else None  # type: ignore[return-value]
 
 

@@ -17,7 +17,7 @@ from faststream.redis import TestRedisBroker
 import handlers
 from app.broker import Broker
 from core.events import Event
-from handlers.pipelines.components import OUTPUTS, refresh_components
+from handlers.pipelines.components import OUTPUTS, first_change, refresh_components
 from handlers.pipelines.explosion import explode_bom
 from settings import Config, LiveConfig
 from store import Store
@@ -213,3 +213,20 @@ async def test_sales_updated_handler_writes_the_component_tables() -> None:
                 stream="sales-updates")
             handlers.features_updated.mock.assert_called_once()
         check_demand(await b.store.read("component_demand", client), sold)
+
+
+def test_first_change_is_the_first_date_that_differs() -> None:
+    days = [START + timedelta(i) for i in range(5)]
+    frame = pl.DataFrame({"client_id": ["c"] * 5, "component_id": ["X"] * 5, "date": days,
+                          "demand": [1.0, 2.0, None, 4.0, 5.0]})
+    bumped = pl.col("date") == days[3]
+
+    assert first_change(frame, frame) is None
+    assert first_change(frame.with_columns(demand=pl.col("demand") * (1 + 1e-15)), frame) is None
+    assert first_change(frame.with_columns(
+        demand=pl.when(bumped).then(4.000001).otherwise("demand")), frame) == days[3]
+    assert first_change(frame.with_columns(
+        demand=pl.when(pl.col("date") == days[2]).then(0.0).otherwise("demand")), frame) == days[2]
+    assert first_change(frame.filter(~bumped), frame) == days[3]  # a row only the new frame has
+    assert first_change(frame, frame.filter(~bumped)) == days[3]  # a row to delete
+    assert first_change(frame, frame.with_columns(ma_3=pl.lit(1.0))) == days[0]  # a new column
