@@ -74,7 +74,7 @@ class BaseStore(ABC):
 
     async def digest(
         self, table: str, client_id: str, *, period: Period = "month",
-        since: dt.date | None = None,
+        since: dt.date | None = None, by_product: bool = True,
     ) -> pl.DataFrame:
         spec = digestible_spec(table_spec(table))
         check_client_id(client_id)
@@ -82,7 +82,7 @@ class BaseStore(ABC):
             raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
         if since is not None:
             since = check_since(spec, since)
-        return await self._digest(spec, client_id, period, since)
+        return await self._digest(spec, client_id, period, since, by_product)
 
     @abstractmethod
     async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
@@ -90,7 +90,8 @@ class BaseStore(ABC):
 
     @abstractmethod
     async def _digest(
-        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None,
+        by_product: bool,
     ) -> pl.DataFrame:
         """store.digest.DIGEST_SCHEMA rows computed by the server."""
 

@@ -220,9 +220,10 @@ class ClickHouseStore(BaseStore):
         return await self._run(f"read {spec.name}", _read, spec, sql, _params(client_id, since))
 
     async def _digest(
-        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None,
+        by_product: bool,
     ) -> pl.DataFrame:
-        sql = digest.clickhouse_sql(spec, period, since)
+        sql = digest.clickhouse_sql(spec, period, since, by_product)
         return await self._run(
             f"digest {spec.name}", _read, _DIGEST, sql, _params(client_id, since))
 

@@ -1,9 +1,9 @@
 """Where a client's inputs changed since its last features recompute, found without moving rows.
 
 The last recompute kept, in `input_digests`, the server's digest (store.digest: rows and a
-checksum per product and month) of the sales and the stock it read, and two fingerprints of
-what else its result depends on: the feature parameters and the products made inactive
-(dated FINGERPRINT_DAY). The next recompute digests the tables again (in SQL, only the
+checksum per month, all products together) of the sales and the stock it read, and two
+fingerprints of what else its result depends on: the feature parameters and the products made
+inactive (dated FINGERPRINT_DAY). The next recompute digests the tables again (in SQL, only the
 aggregates cross the network) and compares:
 
     nothing kept, or a fingerprint differs        -> Start(None): a full recompute
@@ -69,7 +69,7 @@ def date_from(data: dict[str, object]) -> dt.date | None:
 def observed(digests: dict[str, pl.DataFrame], params: FeatureParams,
              meta: pl.DataFrame) -> pl.DataFrame:
     """The input_digests rows (KEPT_SCHEMA) describing these inputs: each source's digest
-    (store.Store.digest, period month) and the fingerprints."""
+    (store.Store.digest, period month, by_product False) and the fingerprints."""
     frames = [d.select(source=pl.lit(name), product_id="product_id", date="period", rows="rows",
                        checksum="checksum")
               for name, d in digests.items()]

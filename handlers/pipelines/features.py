@@ -83,7 +83,8 @@ async def refresh_features(store: Store, client_id: str, config: Config, version
     began = time.perf_counter()
     kept_frames, digests = await asyncio.gather(
         run.gather("check", store, client_id, {"input_digests": None, "product_meta": None}),
-        asyncio.gather(*(store.digest(s, client_id) for s in changes.SOURCES)))
+        asyncio.gather(*(store.digest(s, client_id, by_product=False)
+                         for s in changes.SOURCES)))
     meta = kept_frames["product_meta"]
     now = changes.observed(dict(zip(changes.SOURCES, digests, strict=True)), params, meta)
     where = changes.start(kept_frames["input_digests"].drop("client_id"), now, date_from)

@@ -106,9 +106,10 @@ class MySQLStore(BaseStore):
         return await self._pool.run(what, read_text, spec, sql, client_id, params)
 
     async def _digest(
-        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None
+        self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None,
+        by_product: bool,
     ) -> pl.DataFrame:
-        sql = digest.mysql_sql(spec, period, since)
+        sql = digest.mysql_sql(spec, period, since, by_product)
         params = (client_id,) if since is None else (client_id, since)
 
         def op(conn: Connection) -> pl.DataFrame:

@@ -168,6 +168,37 @@ async def test_digests_find_where_the_data_changed(store: Store) -> None:
         assert earliest(changes) == (min(want.values()) if want else None), what
 
 
+async def test_digest_by_period_only_finds_the_first_changed_month(store: Store) -> None:
+    """by_product=False: one row per period (product_id ''), counts as polars', and the same
+    edits found in their month, also two products' values swapped on one day (which a XOR of
+    CRC32s, affine, would cancel)."""
+    base = sales("x")
+    first = new_client()
+    await store.replace("sales", first, base.with_columns(client_id=pl.lit(first)))
+    before = await store.digest("sales", first, by_product=False)
+    want = _periods(base.with_columns(product_id=pl.lit("")), "month")
+    assert_same_rows_of(before.select("product_id", "period", "rows").sort("period"), want)
+    day = dt.date(2024, 1, 17)
+    on_day = pl.col("date") == day
+    two = base.filter(on_day & pl.col("product_id").is_in(["p0", "p1"])).sort("product_id")
+    assert two.height == 2 and two["qty"][0] != two["qty"][1]
+    swapped = base.with_columns(qty=pl.when(on_day & (pl.col("product_id") == "p0"))
+                                .then(pl.lit(two["qty"][1]))
+                                .when(on_day & (pl.col("product_id") == "p1"))
+                                .then(pl.lit(two["qty"][0])).otherwise("qty"))
+    for what, after_frame, month in [
+        ("nothing", base, None),
+        ("values swapped", swapped, dt.date(2024, 1, 1)),
+        ("row deleted", base.filter(~(pl.col("date") == dt.date(2024, 3, 1))), dt.date(2024, 3, 1)),
+        ("product renamed", base.with_columns(product_id=pl.col("product_id").replace("p2", "q2")),
+         dt.date(2023, 12, 1)),
+    ]:
+        client = new_client()
+        await store.replace("sales", client, after_frame.with_columns(client_id=pl.lit(client)))
+        changes = changed_since(before, await store.digest("sales", client, by_product=False))
+        assert earliest(changes) == month, what
+
+
 def test_changed_since_without_a_store() -> None:
     d = pl.Schema({"product_id": pl.String(), "period": pl.Date(), "rows": pl.Int64(),
                    "checksum": pl.Int64()})
