@@ -4,12 +4,14 @@ features its sales imply (handlers.pipelines.components), all from one read of i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import polars as pl
 from pydantic import BaseModel, Field
 
 import bom
+from core.errors import Superseded
 from handlers.pipelines import components
 from settings import Config
 from store import Store
@@ -51,10 +53,14 @@ async def explode_bom(store: Store, client_id: str, config: Config, version: int
                 components.compute(sales, stock, dated, config.features))
 
     leaves, dated, parts = await asyncio.to_thread(compute)
-    rows, exploded_rows, (demand_rows, feature_rows, _) = await asyncio.gather(
+    rows, exploded_rows = await asyncio.gather(
         store.replace("bom_exploded", client_id, leaves, version=version),
-        store.replace("bom_exploded_dated", client_id, dated_rows(dated), version=version),
-        components.write(store, client_id, parts, version))
+        store.replace("bom_exploded_dated", client_id, dated_rows(dated), version=version))
+    # A sales or stock refresh of a newer event may have written the component tables already,
+    # from this BOM or a newer one (the integrator writes before it publishes): theirs stand.
+    with contextlib.suppress(Superseded):
+        await components.write(store, client_id, parts, version)
+    demand_rows, feature_rows = parts.demand.height, parts.features.height
     return BomExploded(
         products_count=dated["product_id"].n_unique(), rows=rows,
         processing_time_ms=round((time.perf_counter() - started) * 1000),

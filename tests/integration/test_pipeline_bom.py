@@ -230,3 +230,19 @@ def test_first_change_is_the_first_date_that_differs() -> None:
     assert first_change(frame.filter(~bumped), frame) == days[3]  # a row only the new frame has
     assert first_change(frame, frame.filter(~bumped)) == days[3]  # a row to delete
     assert first_change(frame, frame.with_columns(ma_3=pl.lit(1.0))) == days[0]  # a new column
+
+
+async def test_an_older_bom_updated_keeps_a_newer_refreshs_component_tables(store: Store) -> None:
+    # sales_updated (a later stream position) handled before the bom_updated published just
+    # before it: the explosion is written and published, the component tables stay the newer.
+    client = new_client()
+    sold = await seed(store, client)
+    await refresh_components(store, client, CONFIG, version=200)
+    newer = await snapshot(store, client)
+
+    done = await explode_bom(store, client, CONFIG, version=150)
+
+    after = await snapshot(store, client)
+    assert {t: after[t] for t in OUTPUTS} == {t: newer[t] for t in OUTPUTS}
+    assert after["bom_exploded"] and done.rows == len(after["bom_exploded"])
+    check_demand(await store.read("component_demand", client), sold)
