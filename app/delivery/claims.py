@@ -7,8 +7,10 @@
 
 An own entry is retried only when this process settled its run without an ack (a failure, an
 outage, a copy in flight), or it was delivered before this process started (an earlier life of
-the same consumer name): one delivered since is on its way to a handler here — an XREADGROUP
-reply still being read, a batch waiting for a slot — and is never taken a second time.
+the same consumer name) or before a Redis call of this process last failed mid-way (a timeout,
+a dropped connection: an XREADGROUP's reply may have been lost with it, its entries handed out
+to no handler): one delivered since is on its way to a handler here — an XREADGROUP reply
+still being read, a batch waiting for a slot — and is never taken a second time.
 
 The walk resumes after the last page on the next tick and starts over after a short page, so a
 dead consumer's entries behind many that are not due yet (long backoffs) are still reached.
@@ -37,10 +39,15 @@ class Claims:
     def __init__(self, client: Redis, group: str, consumer: str) -> None:
         self.client, self.group, self.consumer = client, group, consumer
         self._cursor: dict[str, str] = {}  # stream -> where the walk of its pending list is
-        self._started = time.monotonic()
+        self._horizon = time.monotonic()  # own entries delivered before it may be lost
 
-    def _alive_ms(self) -> float:
-        return (time.monotonic() - self._started) * 1000
+    def replies_lost(self) -> None:
+        """A Redis call failed mid-way: own entries delivered until now may have been in a
+        reply that never arrived, so they are retried like those of an earlier life."""
+        self._horizon = time.monotonic()
+
+    def _since_horizon_ms(self) -> float:
+        return (time.monotonic() - self._horizon) * 1000
 
     async def due(self, stream: str, policy: Policy, inflight: Container[tuple[str, str]],
                   retrying: Container[tuple[str, str]]) -> dict[str, tuple[int, float]]:
@@ -62,7 +69,7 @@ class Claims:
                 if text(p["consumer"]) != self.consumer:
                     wait = max(wait, policy.claim_idle_ms)
                 elif (stream, entry_id) not in retrying and \
-                        p["time_since_delivered"] < self._alive_ms():
+                        p["time_since_delivered"] < self._since_horizon_ms():
                     continue  # delivered to this process and on its way to a handler
                 if p["time_since_delivered"] >= wait:
                     due[entry_id] = (p["times_delivered"], wait)

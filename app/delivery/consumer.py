@@ -329,6 +329,7 @@ class StreamConsumer:
             else:
                 await self._stuck(stream, exc)  # e.g. WRONGTYPE: the key is not a stream
         except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            self.claims.replies_lost()  # an XREADGROUP's entries may have been lost with it
             self._outage(exc)
             await self._pause(1.0)
         except Exception as exc:
