@@ -151,10 +151,12 @@ class Store(Protocol):
     async def digest(
         self, table: str, client_id: str, *, period: Period = "month",
         since: dt.date | None = None, by_product: bool = True,
+        columns: tuple[str, ...] | None = None,
     ) -> pl.DataFrame:
         """Per (product_id, period) of a dated table: rows and a checksum, computed by the server
         (store.digest: where the client's data changed, without moving its rows); by_product
-        False: per period only (product_id ''; cheaper: one row per period)."""
+        False: per period only (product_id ''; cheaper: one row per period); `columns`: the
+        value columns hashed (all by default; the key always)."""
         ...
 
     async def ping(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -75,8 +75,15 @@ class BaseStore(ABC):
     async def digest(
         self, table: str, client_id: str, *, period: Period = "month",
         since: dt.date | None = None, by_product: bool = True,
+        columns: tuple[str, ...] | None = None,
     ) -> pl.DataFrame:
         spec = digestible_spec(table_spec(table))
+        if columns is not None:  # hash only these values (with the key): less text to hash
+            unknown = sorted(set(columns) - set(spec.values))
+            if unknown:
+                raise ValueError(f"table {spec.name} has no value columns {unknown}")
+            spec = replace(spec, schema=pl.Schema(
+                {c: t for c, t in spec.schema.items() if c in spec.key or c in columns}))
         check_client_id(client_id)
         if period not in PERIODS:
             raise ValueError(f"period must be one of {PERIODS}, got {period!r}")

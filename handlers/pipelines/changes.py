@@ -1,7 +1,8 @@
 """Where a client's inputs changed since its last features recompute, found without moving rows.
 
 The last recompute kept, in `input_digests`, the server's digest (store.digest: rows and a
-checksum per month, all products together) of the sales and the stock it read, and two
+checksum per month, all products together, over the one value of each the features read:
+sales.qty, stock.on_hand) of the sales and the stock it read, and two
 fingerprints of what else its result depends on: the feature parameters and the products made
 inactive (dated FINGERPRINT_DAY). The next recompute digests the tables again (in SQL, only the
 aggregates cross the network) and compares:
@@ -30,7 +31,8 @@ from core.errors import FatalError
 from features import FeatureParams
 from store.digest import changed_since, earliest
 
-SOURCES = ("sales", "stock")  # the dated inputs, digested per product and month
+# the dated inputs, digested per month, and the one value of each the features read
+SOURCES = {"sales": ("qty",), "stock": ("on_hand",)}
 FINGERPRINT_DAY = dt.date(1900, 1, 1)  # the fingerprints' date: before any data (Date32's first)
 KEPT_SCHEMA = pl.Schema({"source": pl.String(), "product_id": pl.String(), "date": pl.Date(),
                          "rows": pl.Int64(), "checksum": pl.Int64()})

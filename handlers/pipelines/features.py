@@ -72,7 +72,8 @@ class _Run:
         return dict(zip(reads, frames, strict=True))
 
     def _took(self, stage: str, began: float) -> None:
-        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - began) * 1000
+        if stage:  # "": timed by the caller (reads run beside other work)
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - began) * 1000
 
 
 async def refresh_features(store: Store, client_id: str, config: Config, version: int,
@@ -82,9 +83,9 @@ async def refresh_features(store: Store, client_id: str, config: Config, version
     params, run = config.features, _Run()
     began = time.perf_counter()
     kept_frames, digests = await asyncio.gather(
-        run.gather("check", store, client_id, {"input_digests": None, "product_meta": None}),
-        asyncio.gather(*(store.digest(s, client_id, by_product=False)
-                         for s in changes.SOURCES)))
+        run.gather("", store, client_id, {"input_digests": None, "product_meta": None}),
+        asyncio.gather(*(store.digest(s, client_id, by_product=False, columns=values)
+                         for s, values in changes.SOURCES.items())))
     meta = kept_frames["product_meta"]
     now = changes.observed(dict(zip(changes.SOURCES, digests, strict=True)), params, meta)
     where = changes.start(kept_frames["input_digests"].drop("client_id"), now, date_from)

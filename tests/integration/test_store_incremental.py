@@ -199,6 +199,24 @@ async def test_digest_by_period_only_finds_the_first_changed_month(store: Store)
         assert earliest(changes) == month, what
 
 
+async def test_digest_of_some_columns_sees_only_their_edits(store: Store) -> None:
+    base = sales("x")
+    first = new_client()
+    await store.replace("sales", first, base.with_columns(client_id=pl.lit(first)))
+    before = await store.digest("sales", first, columns=("qty",))
+    march = pl.col("date") >= dt.date(2024, 3, 1)
+    for edited, seen in (("amount", False), ("qty", True)):
+        client = new_client()
+        changed = base.with_columns(pl.when(march).then(pl.col(edited).fill_null(0) + 1)
+                                    .otherwise(pl.col(edited)).alias(edited))
+        await store.replace("sales", client, changed.with_columns(client_id=pl.lit(client)))
+        got = earliest(changed_since(before, await store.digest("sales", client,
+                                                                columns=("qty",))))
+        assert got == (dt.date(2024, 3, 1) if seen else None), edited
+    with pytest.raises(ValueError, match="no value columns"):
+        await store.digest("sales", first, columns=("product_id",))
+
+
 def test_changed_since_without_a_store() -> None:
     d = pl.Schema({"product_id": pl.String(), "period": pl.Date(), "rows": pl.Int64(),
                    "checksum": pl.Int64()})
