@@ -159,6 +159,11 @@ class Store(Protocol):
         value columns hashed (all by default; the key always)."""
         ...
 
+    async def clients(self, table: str) -> list[str]:
+        """The client ids that have rows in `table`, sorted (e.g. `secretmagic recompute
+        --all`)."""
+        ...
+
     async def ping(self) -> None:
         """Raise Unavailable if the store cannot be reached."""
 

@@ -91,6 +91,13 @@ class BaseStore(ABC):
             since = check_since(spec, since)
         return await self._digest(spec, client_id, period, since, by_product)
 
+    async def clients(self, table: str) -> list[str]:
+        return sorted(await self._clients(table_spec(table)))
+
+    @abstractmethod
+    async def _clients(self, spec: TableSpec) -> list[str]:
+        """The distinct client ids with rows in `spec`'s table."""
+
     @abstractmethod
     async def _read(self, spec: TableSpec, client_id: str, since: dt.date | None) -> pl.DataFrame:
         """The client's rows of `spec` (from `since` on), in the spec's columns and dtypes."""

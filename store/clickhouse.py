@@ -219,6 +219,14 @@ class ClickHouseStore(BaseStore):
         sql = f"SELECT {cols} FROM `{spec.name}` FINAL WHERE {_WHERE[since is not None]}"
         return await self._run(f"read {spec.name}", _read, spec, sql, _params(client_id, since))
 
+    async def _clients(self, spec: TableSpec) -> list[str]:
+        def op(client: Any) -> list[str]:
+            table = client.query_arrow(f"SELECT DISTINCT `client_id` FROM `{spec.name}` FINAL",
+                                       use_strings=True)
+            return [str(c) for c in table.column("client_id").to_pylist()]
+
+        return await self._run(f"list the clients of {spec.name}", op)
+
     async def _digest(
         self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None,
         by_product: bool,

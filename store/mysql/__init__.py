@@ -105,6 +105,14 @@ class MySQLStore(BaseStore):
         sql = f"SELECT {cols} FROM `{spec.name}` WHERE {condition}"
         return await self._pool.run(what, read_text, spec, sql, client_id, params)
 
+    async def _clients(self, spec: TableSpec) -> list[str]:
+        def op(conn: Connection) -> list[str]:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT DISTINCT `client_id` FROM `{spec.name}`")
+                return [str(row[0]) for row in cur.fetchall()]
+
+        return await self._pool.run(f"list the clients of {spec.name}", op)
+
     async def _digest(
         self, spec: TableSpec, client_id: str, period: Period, since: dt.date | None,
         by_product: bool,
