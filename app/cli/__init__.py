@@ -8,6 +8,7 @@
     secretmagic dlq list|show|replay|purge     the dead-letter streams (<group>:dlq)
     secretmagic logs [--errors]                the seed's two SQL queries on the log table
     secretmagic recompute --client ID          the handlers' pipelines for a client, by hand
+    secretmagic features CLIENT_ID             a client's features from the store
 
 Tables for people, `--json` for scripts (tail --json prints one JSON object per line). The Redis
 is the app's own: MESSENGER_HOST/PORT/PASSWORD/DB, the password possibly a /run/secrets path;
@@ -41,7 +42,7 @@ from typing import IO
 
 import typer
 
-from app.cli import dlq, errors, logs, recompute, streams
+from app.cli import dlq, errors, features, logs, recompute, streams
 from app.cli.session import Session
 from core.redact import scrub
 
@@ -62,6 +63,7 @@ app.add_typer(streams.commands)  # streams, groups, lag, pending, tail
 app.add_typer(dlq.commands)  # dlq list|show|replay|purge
 app.add_typer(logs.commands)
 app.add_typer(recompute.commands)
+app.add_typer(features.commands)  # one client's features from the store
 
 
 def main(

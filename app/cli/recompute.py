@@ -1,7 +1,8 @@
 """`secretmagic recompute`: run the handlers' pipelines for clients now, without the messenger
 (the store from STORE_DSN, the parameters from SECRETMAGIC_CONFIG). One client prints what was
-done; several (`--client` repeated, or `--clients-file` with one id a line, `-` for stdin) run
-one after another with progress on a terminal, and a client that fails does not stop the rest."""
+done; several (`--client` repeated, `--clients-file` with one id a line, `-` for stdin, or `--all`:
+every client with rows in an input table) run one after another with progress on a terminal,
+and a client that fails does not stop the rest."""
 
 from __future__ import annotations
 
@@ -26,12 +27,23 @@ from store import open_store
 commands = typer.Typer()
 
 WHAT = ["all", *PIPELINES]
+INPUTS = ("sales", "stock", "bom", "products")  # whose clients `--all` recomputes
 
 
 def _what(value: str) -> str:
     if value not in WHAT:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(WHAT)}")
     return value
+
+
+async def every_client(dsn: str) -> list[str]:
+    """The clients with rows in any input table, sorted."""
+    store = open_store(dsn)
+    try:
+        await store.create_tables()
+        return sorted({c for table in INPUTS for c in await store.clients(table)})
+    finally:
+        await store.close()
 
 
 async def run(dsn: str, client_ids: list[str], names: list[str], config: Config,
@@ -47,7 +59,7 @@ async def run(dsn: str, client_ids: list[str], names: list[str], config: Config,
             try:
                 for name in names:  # asked for now: newer than any event the store has results of
                     result = await PIPELINES[name](store, client_id, config, position_now())
-                    done[name] = result.model_dump()
+                    done[name] = result.model_dump(mode="json")
             except (FatalError, RetryableError, ValueError) as exc:
                 if len(client_ids) == 1:
                     raise
@@ -60,7 +72,16 @@ async def run(dsn: str, client_ids: list[str], names: list[str], config: Config,
         await store.close()
 
 
-def _clients(session: Session, given: list[str], path: str | None) -> list[str]:
+def _clients(session: Session, given: list[str], path: str | None, every: bool) -> list[str]:
+    if every:
+        if given or path is not None:
+            raise CliError("recompute: --all recomputes every client; leave out --client and "
+                           "--clients-file", EXIT_CONFIG)
+        try:
+            return asyncio.run(every_client(session.dsn(session.settings.store_dsn)))
+        except (FatalError, RetryableError) as exc:
+            raise CliError(f"recompute --all: listing the clients failed: {exc}",
+                           EXIT_FAILED) from None
     listed = list(given)
     if path is not None:
         try:
@@ -69,7 +90,7 @@ def _clients(session: Session, given: list[str], path: str | None) -> list[str]:
             raise CliError(f"--clients-file {path}: {exc.strerror}", EXIT_CONFIG) from None
         listed += [line.strip() for line in lines if line.strip()]
     if not listed:
-        raise CliError("recompute: give --client ID (repeatable) or --clients-file PATH",
+        raise CliError("recompute: give --client ID (repeatable), --clients-file PATH or --all",
                        EXIT_CONFIG)
     return list(dict.fromkeys(listed))  # each client once, in the order given
 
@@ -81,6 +102,8 @@ def recompute(
         metavar="ID", help="a client_id (repeat for several)")] = None,
     clients_file: Annotated[str | None, typer.Option(
         "--clients-file", metavar="PATH", help="client_ids, one a line (- for stdin)")] = None,
+    every: Annotated[bool, typer.Option(
+        "--all", help=f"every client with rows in {', '.join(INPUTS)}")] = False,
     what: Annotated[str, typer.Option(
         callback=_what, metavar="[" + "|".join(WHAT) + "]",
         help=f"what to recompute (all: {', '.join(PIPELINES)})")] = "all",
@@ -88,7 +111,10 @@ def recompute(
 ) -> None:
     """Recompute clients' results now, without the messenger (STORE_DSN, SECRETMAGIC_CONFIG)."""
     session = Session.of(ctx)
-    client_ids = _clients(session, client or [], clients_file)
+    client_ids = _clients(session, client or [], clients_file, every)
+    if not client_ids:
+        session.print("no clients in the store")
+        return
     settings = session.settings
     try:
         config = load_config(settings.secretmagic_config)
@@ -96,7 +122,7 @@ def recompute(
         raise CliError(str(exc), EXIT_CONFIG) from None
     names = list(PIPELINES) if what == "all" else [what]
     progress = Progress(session.err, "recomputed", len(client_ids),
-                        quiet=as_json or len(client_ids) == 1)
+                        quiet=as_json or (len(client_ids) == 1 and not every))
     try:
         results = asyncio.run(run(session.dsn(settings.store_dsn), client_ids, names, config,
                                   on_client=progress.advance))
@@ -106,8 +132,8 @@ def recompute(
         progress.close()
     failed = [r for r in results if "error" in r]
     if as_json:
-        session.json(results[0] if len(results) == 1 else results)
-    elif len(results) == 1:
+        session.json(results[0] if len(results) == 1 and not every else results)
+    elif len(results) == 1 and not every:
         for key, value in results[0].items():
             session.print(f"{key:<18} {compact(value) if isinstance(value, dict) else value}")
     else:
