@@ -101,8 +101,6 @@ TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType(
             _spec("products", ("client_id", "product_id"), None, _IN,
                   client_id=_S, product_id=_S, name=_S, category=_S, active=pl.Boolean()),
             # secretmagic-owned outputs
-            _spec("features", ("client_id", "product_id", "date", "feature"), "computed_at",
-                  client_id=_S, product_id=_S, date=_D, feature=_S, value=_F),
             _spec("bom_exploded", ("client_id", "product_id", "component_id"), "computed_at",
                   client_id=_S, product_id=_S, component_id=_S, quantity=_F, depth=pl.Int32()),
             _spec("product_meta", ("client_id", "product_id"), "refreshed_at",

@@ -71,18 +71,6 @@ ORDER BY (`client_id`, `product_id`);
 
 -- written by secretmagic
 
-CREATE TABLE IF NOT EXISTS `features` (
-    `client_id`   String,
-    `date`        Date32,
-    `product_id`  String,
-    `feature`     String,
-    `value`       Nullable(Float64),
-    `computed_at` DateTime64(6, 'UTC') DEFAULT now64(6),
-    `_version`    UInt64 DEFAULT bitShiftLeft(toUInt64(toUnixTimestamp64Milli(now64(3))), 20),
-    `_deleted`    UInt8 DEFAULT 0
-) ENGINE = ReplacingMergeTree(`_version`, `_deleted`)
-ORDER BY (`client_id`, `date`, `product_id`, `feature`);
-
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `client_id`    String,
     `product_id`   String,

@@ -60,17 +60,6 @@ CREATE TABLE IF NOT EXISTS `products` (
 
 -- written by secretmagic
 
-CREATE TABLE IF NOT EXISTS `features` (
-    `client_id`   VARCHAR(191) NOT NULL,
-    `date`        DATE NOT NULL,
-    `product_id`  VARCHAR(191) NOT NULL,
-    `feature`     VARCHAR(191) NOT NULL,
-    `value`       DOUBLE NULL,
-    `computed_at` DATETIME(6) NOT NULL,
-    `_version`    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`client_id`, `date`, `product_id`, `feature`)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
-
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `client_id`    VARCHAR(191) NOT NULL,
     `product_id`   VARCHAR(191) NOT NULL,

@@ -67,17 +67,6 @@ DISTRIBUTED BY HASH (`client_id`);
 
 -- written by secretmagic
 
-CREATE TABLE IF NOT EXISTS `features` (
-    `client_id`   VARCHAR(255) NOT NULL,
-    `date`        DATE NOT NULL,
-    `product_id`  VARCHAR(255) NOT NULL,
-    `feature`     VARCHAR(255) NOT NULL,
-    `value`       DOUBLE NULL,
-    `computed_at` DATETIME NOT NULL,
-    `_version`    BIGINT NOT NULL DEFAULT "0"
-) PRIMARY KEY (`client_id`, `date`, `product_id`, `feature`)
-DISTRIBUTED BY HASH (`client_id`);
-
 CREATE TABLE IF NOT EXISTS `bom_exploded` (
     `client_id`    VARCHAR(255) NOT NULL,
     `product_id`   VARCHAR(255) NOT NULL,
