@@ -10,8 +10,8 @@ handlers.pipelines).
 (wide_schema(params): client_id, product_id, date, qty, then params.feature_columns()); the
 seasonality profiles are a separate small frame, one row per (client_id, product_id, kind,
 period) (PROFILE_SCHEMA, features.profiles). compute_since's contract (what to read, what to
-write, when it asks for more) is in features.incremental. `compute_features` still gives the old
-long format (features.long) for the callers that take it.
+write, when it asks for more) is in features.incremental. The handlers' pipeline writes both to the
+store's daily_features and feature_profiles (docs/features.md).
 
 Definitions, per (client_id, product_id); `qty` below is the *daily series*:
 
@@ -41,13 +41,11 @@ from it (or with a null active) count as active.
 """
 
 from features.incremental import Plan, Replan, compute_since, plan_from
-from features.long import FEATURE_SCHEMA, FeatureResult, compute_features
 from features.params import FeatureParams
 from features.profiles import PROFILE_SCHEMA
 from features.wide import Features, compute, families, wide_schema
 
 __all__ = [
-    "FEATURE_SCHEMA", "PROFILE_SCHEMA", "FeatureParams", "FeatureResult", "Features", "Plan",
-    "Replan", "compute", "compute_features", "compute_since", "families", "plan_from",
-    "wide_schema",
+    "PROFILE_SCHEMA", "FeatureParams", "Features", "Plan", "Replan", "compute", "compute_since",
+    "families", "plan_from", "wide_schema",
 ]

@@ -60,12 +60,12 @@ Tables (key columns marked *, client_id first in every key):
                      leave them out: null) base_qty, scrap_pct, uom_factor f64, phantom bool,
                      valid_from, valid_to date, lead_days i32 (bom.lines: what null means)
     products         client_id*, product_id*, name, category, active bool
-    features         client_id*, product_id*, date*, feature*, value f64  (long; + computed_at)
     bom_exploded     client_id*, product_id*, component_id*, quantity f64, depth i32 (+ stamp)
     product_meta     client_id*, product_id*, category, active bool  (+ refreshed_at)
     daily_features   client_id*, product_id*, date*, then one f64 column per feature (+ computed_at)
-    feature_profiles client_id*, product_id*, kind*, period* i32, value f64  (+ computed_at)
-    input_digests    client_id*, source*, product_id*, period* date, rows i64, checksum i64
+    feature_profiles client_id*, product_id*, kind*, period* i32, value f64, qty_sum str,
+                     days i64  (+ computed_at)
+    input_digests    client_id*, source*, product_id*, date*, rows i64, checksum i64
     bom_exploded_dated client_id*, product_id*, component_id*, lead_days* i32, range_no* i32,
                      valid_from, valid_to date, quantity f64, depth i32, leaf bool (+ stamp)
     component_demand client_id*, component_id*, date*, demand f64  (+ computed_at)

@@ -111,7 +111,7 @@ IDS = [
     "O'Reilly \"quoted\"",
     "back\\slash\\",
     "nul\x00byte ctrl\x1a\n\r\ttab",
-    "'); DROP TABLE features; --",
+    "'); DROP TABLE daily_features; --",
     "100% %s %(x)s {client}",
     " padded ",
     "Case",
@@ -149,7 +149,7 @@ def sample(table: str, client_id: str, n: int = 8) -> pl.DataFrame:
 
 
 def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
-    """n feature rows: 997 products x n/997 days of one feature."""
+    """n daily_features rows: 997 products x n/997 days of one feature column, ema_7."""
     idx = pl.int_range(n, eager=True)
     return pl.DataFrame({"i": idx}).select(
         pl.lit(client_id, pl.String).alias("client_id"),
@@ -157,8 +157,7 @@ def features_frame(client_id: str, n: int, seed: int = 0) -> pl.DataFrame:
         (pl.lit(dt.date(2020, 1, 1)) + pl.duration(days=pl.col("i") // 997))
         .cast(pl.Date)
         .alias("date"),
-        pl.lit("ema_7", pl.String).alias("feature"),
-        ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("value"),
+        ((pl.col("i").cast(pl.Float64) + seed) / 7).alias("ema_7"),
     )
 
 

@@ -147,7 +147,8 @@ async def _write(store: Store, client_id: str, result: Features, now: pl.DataFra
 def _done(run: _Run, params: FeatureParams, since: dt.date | None, where: Start,
           written: tuple[int, int], families: list[str], *, incremental: bool
           ) -> FeaturesUpdated:
-    columns = features.wide_schema(params).names()[4:]
+    columns = [c for c in features.wide_schema(params).names()[4:]
+               if "stock" in families or c not in ("stock_on_hand", "days_of_cover")]
     return FeaturesUpdated(
         features_count=len(columns) + (2 if params.seasonality else 0),
         processing_time_ms=round((time.perf_counter() - run.started) * 1000),

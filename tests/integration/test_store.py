@@ -28,6 +28,7 @@ import pytest
 
 from core.errors import FatalError, Unavailable
 from store import TABLES, Store, conform, dialect, mask_dsn, open_store, parse_dsn, table_spec
+from store.frames import writable_spec
 from store.mysql.text import insert_statements
 from store.schema import ALL_TABLES
 from tests.services import free_port
@@ -98,12 +99,12 @@ async def test_replace_twice_second_wins_and_redelivery_changes_nothing(
 ) -> None:
     first = features_frame(client_id, 300)
     second = features_frame(client_id, 120, seed=1)  # fewer keys, other values
-    await store.replace("features", client_id, first)
-    await store.replace("features", client_id, second)
-    assert_same_rows(await store.read("features", client_id), second, "features")
+    await store.replace("daily_features", client_id, first)
+    await store.replace("daily_features", client_id, second)
+    assert_same_rows(await store.read("daily_features", client_id), second, "daily_features")
     # the same event delivered again: same rows, no duplicates
-    await store.replace("features", client_id, second)
-    assert_same_rows(await store.read("features", client_id), second, "features")
+    await store.replace("daily_features", client_id, second)
+    assert_same_rows(await store.read("daily_features", client_id), second, "daily_features")
 
 
 async def test_replace_with_empty_frame_clears_the_client(store: Store, client_id: str) -> None:
@@ -124,7 +125,7 @@ async def test_clients_are_isolated(store: Store, client_id: str) -> None:
 
 
 async def test_nasty_client_id(store: Store) -> None:
-    client_id = f"x'); DELETE FROM features; -- \\ \x00 😀 {uuid.uuid4().hex[:6]}"
+    client_id = f"x'); DELETE FROM daily_features; -- \\ \x00 😀 {uuid.uuid4().hex[:6]}"
     frame = sample("stock", client_id)
     await store.replace("stock", client_id, frame)
     assert_same_rows(await store.read("stock", client_id), frame, "stock")
@@ -132,8 +133,8 @@ async def test_nasty_client_id(store: Store) -> None:
 
 async def test_50k_rows_round_trip(store: Store, client_id: str) -> None:
     frame = features_frame(client_id, 50_000)
-    assert await store.replace("features", client_id, frame) == 50_000
-    assert_same_rows(await store.read("features", client_id), frame, "features")
+    assert await store.replace("daily_features", client_id, frame) == 50_000
+    assert_same_rows(await store.read("daily_features", client_id), frame, "daily_features")
 
 
 async def test_frames_are_conformed(store: Store, client_id: str) -> None:
@@ -159,13 +160,13 @@ async def test_frames_are_conformed(store: Store, client_id: str) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda c: sample("features", c).with_columns(value=pl.lit(math.inf)), "infinite"),
-        (lambda c: pl.concat([sample("features", c).head(2)] * 2), "share a key"),
-        (lambda c: sample("features", c).drop("value"), "missing"),
-        (lambda c: sample("features", c).with_columns(extra=pl.lit(1)), "unexpected"),
-        (lambda c: sample("features", c).with_columns(date=pl.lit("not a date")), "cast"),
-        (lambda c: sample("features", c).with_columns(client_id=pl.lit("someone-else")), "another"),
-        (lambda c: sample("features", c).with_columns(feature=pl.lit(None, pl.String)), "null"),
+        (lambda c: sample("sales", c).with_columns(qty=pl.lit(math.inf)), "infinite"),
+        (lambda c: pl.concat([sample("sales", c).head(2)] * 2), "share a key"),
+        (lambda c: sample("sales", c).drop("qty"), "missing"),
+        (lambda c: sample("sales", c).with_columns(extra=pl.lit(1)), "unexpected"),
+        (lambda c: sample("sales", c).with_columns(date=pl.lit("not a date")), "cast"),
+        (lambda c: sample("sales", c).with_columns(client_id=pl.lit("someone-else")), "another"),
+        (lambda c: sample("sales", c).with_columns(product_id=pl.lit(None, pl.String)), "null"),
     ],
     ids=["inf", "duplicate-key", "missing-column", "extra-column", "bad-value", "foreign-rows",
          "null-key"],
@@ -173,11 +174,11 @@ async def test_frames_are_conformed(store: Store, client_id: str) -> None:
 async def test_bad_frames_are_fatal_and_change_nothing(
     store: Store, client_id: str, make, message: str
 ) -> None:
-    before = sample("features", client_id)
-    await store.replace("features", client_id, before)
+    before = sample("sales", client_id)
+    await store.replace("sales", client_id, before)
     with pytest.raises(FatalError, match=message):
-        await store.replace("features", client_id, make(client_id))
-    assert_same_rows(await store.read("features", client_id), before, "features")
+        await store.replace("sales", client_id, make(client_id))
+    assert_same_rows(await store.read("sales", client_id), before, "sales")
 
 
 async def test_unknown_table_and_bad_client_id_are_value_errors(store: Store) -> None:
@@ -187,17 +188,17 @@ async def test_unknown_table_and_bad_client_id_are_value_errors(store: Store) ->
         with pytest.raises(ValueError, match="unknown store table"):
             await store.replace(table, "c", pl.DataFrame())
     with pytest.raises(ValueError, match="client_id"):
-        await store.read("features", "")
+        await store.read("daily_features", "")
 
 
 async def test_concurrent_calls(store: Store) -> None:
     clients = [f"conc-{uuid.uuid4().hex[:8]}-{i}" for i in range(10)]
     frames = [features_frame(c, 500 + 100 * i, seed=i) for i, c in enumerate(clients)]
     pairs = zip(clients, frames, strict=True)
-    await asyncio.gather(*(store.replace("features", c, f) for c, f in pairs))
-    got = await asyncio.gather(*(store.read("features", c) for c in clients))
+    await asyncio.gather(*(store.replace("daily_features", c, f) for c, f in pairs))
+    got = await asyncio.gather(*(store.read("daily_features", c) for c in clients))
     for frame, want in zip(got, frames, strict=True):
-        assert_same_rows(frame, want, "features")
+        assert_same_rows(frame, want, "daily_features")
 
 
 async def test_io_does_not_block_the_event_loop(store: Store, client_id: str) -> None:
@@ -213,8 +214,8 @@ async def test_io_does_not_block_the_event_loop(store: Store, client_id: str) ->
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     start = ticks
-    await store.replace("features", client_id, features_frame(client_id, 20_000))
-    await store.read("features", client_id)
+    await store.replace("daily_features", client_id, features_frame(client_id, 20_000))
+    await store.read("daily_features", client_id)
     done.set()
     await task
     assert ticks - start > 2, "the loop did not run while the store worked"
@@ -358,15 +359,15 @@ async def test_mysql_replace_is_one_transaction(
 ) -> None:
     s = open_store(f"{store_mysql_dsn}?batch_rows=3&write={path}")
     await s.create_tables()
-    before = sample("features", client_id)
-    await s.replace("features", client_id, before)
+    before = features_frame(client_id, 5, seed=3)
+    await s.replace("daily_features", client_id, before)
     # valid for polars, too long for the server's VARCHAR(191), in the last row
     after = features_frame(client_id, 9).with_columns(
         product_id=pl.when(pl.int_range(9) == 8).then(pl.lit("x" * 300)).otherwise("product_id")
     )
-    with pytest.raises(FatalError, match=rf"mysql store at .*replace features.*{refusal}"):
-        await s.replace("features", client_id, after)
-    assert_same_rows(await s.read("features", client_id), before, "features")
+    with pytest.raises(FatalError, match=rf"mysql store at .*replace daily_features.*{refusal}"):
+        await s.replace("daily_features", client_id, after)
+    assert_same_rows(await s.read("daily_features", client_id), before, "daily_features")
     await s.close()
 
 
@@ -415,15 +416,16 @@ def _connect_args(dsn: str) -> dict[str, Any]:
 
 
 def test_insert_statements_batches_by_rows_and_bytes() -> None:
-    spec = table_spec("features")
-    rows = conform(spec, "c", features_frame("c", 100))
+    frame = features_frame("c", 100)
+    spec = writable_spec(table_spec("daily_features"), frame)
+    rows = conform(spec, "c", frame)
     by_rows = list(insert_statements(spec, rows, {}, batch_rows=7))
     assert len(by_rows) == 15
-    assert all(s.startswith("INSERT INTO `features` (") for s in by_rows)
+    assert all(s.startswith("INSERT INTO `daily_features` (") for s in by_rows)
     assert sum(s.count("),(") + 1 for s in by_rows) == 100
-    by_bytes = list(insert_statements(spec, rows, {}, batch_rows=10_000, batch_bytes=1000))
+    by_bytes = list(insert_statements(spec, rows, {}, batch_rows=10_000, batch_bytes=600))
     assert len(by_bytes) > 5
-    assert all(len(s.encode()) <= 1000 for s in by_bytes)
+    assert all(len(s.encode()) <= 600 for s in by_bytes)
     assert sum(s.count("),(") + 1 for s in by_bytes) == 100
     assert list(insert_statements(spec, rows.head(0), {})) == []
 
@@ -438,8 +440,8 @@ async def test_store_down_is_unavailable_and_names_backend_and_host(scheme: str)
     calls = [
         s.ping(),
         s.create_tables(),
-        s.read("features", "c"),
-        s.replace("features", "c", features_frame("c", 3)),
+        s.read("daily_features", "c"),
+        s.replace("daily_features", "c", features_frame("c", 3)),
     ]
     for call in calls:
         with pytest.raises(Unavailable) as info:  # waited out by the policy, never DLQ'd

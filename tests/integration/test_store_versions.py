@@ -48,19 +48,19 @@ async def test_an_older_write_changes_nothing_an_equal_one_applies(store: Store)
     client = new_client()
     first, older, again, newer = (features_frame(client, n, seed=i)
                                   for i, n in enumerate((50, 20, 30, 40)))
-    assert await store.replace("features", client, first, version=V) == 50
-    with pytest.raises(Superseded, match=rf"features of client .*version {V - 1} is older"):
-        await store.replace("features", client, older, version=V - 1)
-    assert_same_rows(await store.read("features", client), first, "features")
+    assert await store.replace("daily_features", client, first, version=V) == 50
+    with pytest.raises(Superseded, match=rf"daily_features of client .*version {V - 1} is older"):
+        await store.replace("daily_features", client, older, version=V - 1)
+    assert_same_rows(await store.read("daily_features", client), first, "daily_features")
     # the same event again (a redelivery, or another run serving the same newest event)
-    await store.replace("features", client, again, version=V)
-    assert_same_rows(await store.read("features", client), again, "features")
-    await store.replace("features", client, again, version=V)  # idempotent
-    assert_same_rows(await store.read("features", client), again, "features")
-    await store.replace("features", client, newer, version=V + 1)
-    assert_same_rows(await store.read("features", client), newer, "features")
+    await store.replace("daily_features", client, again, version=V)
+    assert_same_rows(await store.read("daily_features", client), again, "daily_features")
+    await store.replace("daily_features", client, again, version=V)  # idempotent
+    assert_same_rows(await store.read("daily_features", client), again, "daily_features")
+    await store.replace("daily_features", client, newer, version=V + 1)
+    assert_same_rows(await store.read("daily_features", client), newer, "daily_features")
     with pytest.raises(Superseded):  # the fence moved up with the newer write
-        await store.replace("features", client, first, version=V)
+        await store.replace("daily_features", client, first, version=V)
 
 
 async def test_the_fence_is_per_client_and_table(store: Store) -> None:
@@ -104,7 +104,7 @@ async def test_racing_writers_end_with_the_newest(store: Store) -> None:
 
     async def write(v: int) -> str:
         try:
-            await store.replace("features", client, frames[v], version=v)
+            await store.replace("daily_features", client, frames[v], version=v)
         except Superseded:
             return "superseded"
         return "applied"
@@ -113,7 +113,7 @@ async def test_racing_writers_end_with_the_newest(store: Store) -> None:
                         strict=True))
     newest = max(versions)
     assert outcomes[newest] == "applied"
-    assert_same_rows(await store.read("features", client), frames[newest], "features")
+    assert_same_rows(await store.read("daily_features", client), frames[newest], "daily_features")
     print("outcomes by version:", {v - V: outcomes[v] for v in sorted(versions)})
 
 
@@ -124,16 +124,16 @@ async def test_a_failed_write_leaves_the_fence_where_it_was(store: Store) -> Non
         pytest.skip("ClickHouse takes the over-long id the MySQL servers refuse")
     client = new_client()
     good = features_frame(client, 9)
-    await store.replace("features", client, good, version=V)
+    await store.replace("daily_features", client, good, version=V)
     bad = good.with_columns(
         product_id=pl.when(pl.int_range(9) == 8).then(pl.lit("x" * 300)).otherwise("product_id"))
     with pytest.raises(FatalError):
-        await store.replace("features", client, bad, version=V + 5)
+        await store.replace("daily_features", client, bad, version=V + 5)
     # one transaction (MariaDB), one load refused as a whole (StarRocks): nothing of it is left
     if store.name in ("mysql", "starrocks"):
-        assert_same_rows(await store.read("features", client), good, "features")
-    await store.replace("features", client, good.head(3), version=V + 2)
-    assert_same_rows(await store.read("features", client), good.head(3), "features")
+        assert_same_rows(await store.read("daily_features", client), good, "daily_features")
+    await store.replace("daily_features", client, good.head(3), version=V + 2)
+    assert_same_rows(await store.read("daily_features", client), good.head(3), "daily_features")
 
 
 async def test_create_tables_brings_tables_of_an_older_store_up_to_date(mysql_dsn: str) -> None:

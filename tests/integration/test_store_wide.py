@@ -71,9 +71,8 @@ def test_feature_columns_follow_the_parameters() -> None:
                           "date": pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 1, 30),
                                                 eager=True), "qty": 1.0})
     stock = sales.select("client_id", "product_id", "date", on_hand=pl.lit(5.0))
-    result = features.compute_features(sales, stock, None, params)
-    profiles = {"dow_profile", "moy_profile"}  # per product: feature_profiles, not columns
-    assert set(result.feature_names) - profiles == set(feature_columns(params))
+    result = features.compute(sales, stock, None, params)  # profiles go to feature_profiles
+    assert result.wide.columns[4:] == feature_columns(params)
 
 
 async def test_round_trip_and_columns_added_for_new_features(store: Store) -> None:
@@ -128,7 +127,8 @@ async def test_profiles_are_per_product_and_period(store: Store) -> None:
     client = new_client()
     spec = table_spec("feature_profiles")
     profiles = pl.DataFrame(
-        [(client, p, kind, period, (period + len(p)) / 7 if period != 3 else None)
+        [(client, p, kind, period, (period + len(p)) / 7 if period != 3 else None,
+          f"{period * 1.25:.18f}", period * 4)  # the exact sums: Decimal(38, 18) as text
          for p in ("p1", "p2") for kind, n in (("dow", 7), ("moy", 12))
          for period in range(1, n + 1)],
         schema=spec.schema, orient="row")

@@ -17,7 +17,7 @@ from typing import cast
 import polars as pl
 import pytest
 import redis
-from dirty_equals import IsInt, IsStr, IsUUID
+from dirty_equals import IsInt, IsPartialDict, IsStr, IsUUID
 
 from scripts.relay import StoreRelay
 from store import open_store, parse_dsn
@@ -102,27 +102,27 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
             services.wait_for(lambda: all(
                 r.xpending(s, "secretmagic-group")["pending"] == 0 for s in streams), 10, "acked")
             notes, boms = outputs(r, "features-updates"), outputs(r, "bom-exploded")
-        features = asyncio.run(read(database, "features", client))
+        features = asyncio.run(read(database, "daily_features", client))
         exploded = asyncio.run(read(database, "bom_exploded", client))
         dlq = r.xlen("secretmagic-group:dlq") if r.exists("secretmagic-group:dlq") else 0
         r.close()
     relay.close()
 
-    # 10 days of qty 0..9 with the default parameters, worked out by hand: ema_7/ema_28 and the
-    # two profiles on every day (4 x 10), ma_7/std_7 from day 7 (2 x 4), lag_1 (9), lag_7 (3);
-    # ma_28/std_28/lag_28 need more history and produce no rows.
-    expected_rows = 4 * DAYS + 2 * 4 + 9 + 3
-    assert features.height == expected_rows
-    for note in notes:
+    # 10 days of qty 0..9, one product, the default parameters: one wide row a day; the first
+    # event computes them in full, the second (stock_updated, no input changed) writes nothing
+    assert features.height == DAYS
+    for note, rows, incremental in zip(notes, (DAYS, 0), (False, True), strict=True):
         assert note == {"event_id": IsUUID(4), "event_type": "features_updated",
                         "client_id": client, "timestamp": IsStr(regex=r".*Z"),
-                        "data": {"features_count": 11, "rows": expected_rows,
-                                 "feature_types": ["ema", "ma", "std", "lags", "seasonality"],
-                                 "processing_time_ms": IsInt(ge=0)}}
-    assert boms[0]["data"] == {"products_count": 1, "rows": 2, "processing_time_ms": IsInt(ge=0)}
-    by_key = {(row["feature"], row["date"].day): row["value"] for row in features.to_dicts()}
-    assert by_key[("ma_7", 7)] == pytest.approx(sum(range(7)) / 7)  # days 1..7: qty 0..6
-    assert by_key[("lag_7", 10)] == 2.0
+                        "data": IsPartialDict({
+                            "features_count": 11, "rows": rows, "incremental": incremental,
+                            "feature_types": ["ema", "ma", "std", "lags", "seasonality"],
+                            "processing_time_ms": IsInt(ge=0)})}
+    assert boms[0]["data"] == IsPartialDict(
+        {"products_count": 1, "rows": 2, "processing_time_ms": IsInt(ge=0)})
+    by_day = {row["date"].day: row for row in features.to_dicts()}
+    assert by_day[7]["ma_7"] == pytest.approx(sum(range(7)) / 7)  # days 1..7: qty 0..6
+    assert by_day[10]["lag_7"] == 2.0 and by_day[6]["ma_7"] is None
     assert exploded.to_dicts() == [
         {"client_id": client, "product_id": "bike", "component_id": "frame", "quantity": 1.0,
          "depth": 1},

@@ -17,12 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from core.errors import FatalError
 from features import (
-    FEATURE_SCHEMA,
     PROFILE_SCHEMA,
     FeatureParams,
     Features,
     compute,
-    compute_features,
     wide_schema,
 )
 
@@ -374,40 +372,6 @@ def test_parameters_from_yaml_lists_are_frozen_tuples() -> None:
 ])
 def test_warm_up_is_how_far_back_a_day_reads(params: FeatureParams, days: int) -> None:
     assert params.warm_up() == days
-
-
-# --- the long format the pipeline still writes ------------------------------------------------
-
-
-def test_long_format_is_the_wide_frame_unpivoted_with_profiles_by_date() -> None:
-    sales = sales_frame([(p, day(n), float(n % 3)) for p in ("a", "b") for n in range(1, 20)])
-    stock = stock_frame([("a", day(2), 5.0)])
-    params = FeatureParams(ma_windows=(3,), lags=(1,))
-    wide, long = compute(sales, stock, None, params), compute_features(sales, stock, None, params)
-
-    assert long.frame.schema == FEATURE_SCHEMA
-    assert long.feature_types == wide.families
-    assert long.feature_names == sorted([*params.feature_columns(), "dow_profile", "moy_profile"])
-    got = {(p, d, f): v for _, p, d, f, v in long.frame.rows()}
-    expected = {(p, d, f): v for row in wide.wide.iter_rows(named=True)
-                for f, v in row.items() if f in params.feature_columns() and v is not None
-                for p, d in [(row["product_id"], row["date"])]}
-    by_period = {(p, k, n): v for _, p, k, n, v, _, _ in wide.profiles.rows()}
-    for p, d in wide.wide.select("product_id", "date").rows():
-        expected[(p, d, "dow_profile")] = by_period[(p, "dow", d.isoweekday())]
-        expected[(p, d, "moy_profile")] = by_period[(p, "moy", d.month)]
-    assert got == expected
-
-
-def test_long_format_without_stock_or_sales() -> None:
-    sales = sales_frame([("p1", day(1), 1.0)])
-    result = compute_features(sales, stock_frame([]), None, FeatureParams(seasonality=False))
-    assert "stock" not in result.feature_types
-    assert not {"stock_on_hand", "days_of_cover"} & set(result.feature_names)
-
-    empty = compute_features(sales_frame([]), None, None, FeatureParams())
-    assert empty.frame.is_empty() and empty.frame.schema == FEATURE_SCHEMA
-    assert empty.feature_names == [] and empty.feature_types == []
 
 
 # --- against a plain-Python reference ----------------------------------------------------------
