@@ -94,7 +94,7 @@ async def test_sales_updated_writes_features_and_publishes_features_updated(
         "event_id": IsUUID(4), "event_type": "features_updated", "client_id": client,
         "timestamp": IsDatetime(iso_string=True),
         "data": IsPartialDict({
-            "features_count": 6, "feature_types": ["ema", "ma", "std", "lags"],
+            "features_count": 4, "feature_types": ["ema", "ma", "std", "lags"],
             "rows": 4, "processing_time_ms": IsInt(ge=0), "incremental": False})})
 
 
