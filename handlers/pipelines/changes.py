@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from core.errors import FatalError
+from core.errors import MalformedEvent
 from features import FeatureParams
 from store.digest import changed_since, earliest
 
@@ -56,7 +56,7 @@ class Start:
 
 
 def date_from(data: dict[str, object]) -> dt.date | None:
-    """The event's optional `data.date_from` (ISO YYYY-MM-DD); FatalError naming a bad one."""
+    """The event's optional `data.date_from` (ISO YYYY-MM-DD); MalformedEvent naming a bad one."""
     value = data.get("date_from")
     if value is None:
         return None
@@ -65,7 +65,7 @@ def date_from(data: dict[str, object]) -> dt.date | None:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    raise FatalError(f"data.date_from must be a date as YYYY-MM-DD, got {value!r:.60}")
+    raise MalformedEvent(f"data.date_from must be a date as YYYY-MM-DD, got {value!r:.60}")
 
 
 def observed(digests: dict[str, pl.DataFrame], params: FeatureParams,
