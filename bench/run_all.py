@@ -27,7 +27,7 @@ SIZES: dict[str, tuple[list[str], list[str]]] = {
     "bench_store.py": (["--rows", "100000", "1000000"], ["--rows", "100000"]),
     "bench_consume.py": (["--events", "20000", "--repeats", "3"],
                          ["--events", "2000", "--repeats", "1"]),
-    "bench_e2e.py": (["--events", "10"], ["--events", "2", "--days", "200"]),
+    "bench_e2e.py": (["--rounds", "3"], ["--rounds", "1", "--days", "200"]),
 }
 
 
