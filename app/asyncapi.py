@@ -188,7 +188,9 @@ def _example_data(event_type: str) -> dict[str, Any]:
         "features_count": 16, "processing_time_ms": 412, "rows": 1520, "products_count": 3,
         "feature_types": ["ema", "ma", "std", "lags", "seasonality"],
     }
-    return {name: examples[name] for name in model.model_fields}
+    # The fields named above, the others at their defaults: the example is the model's own dump.
+    given = {name: examples[name] for name in model.model_fields if name in examples}
+    return model.model_validate(given).model_dump(mode="json")
 
 
 def _example(event_type: str) -> dict[str, str]:
