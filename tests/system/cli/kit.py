@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINT = Path(sys.executable).with_name("secretmagic")  # pyproject's [project.scripts]
 
 
-COMMANDS = ["streams", "groups", "lag", "pending", "tail", "dlq", "logs", "recompute"]
+COMMANDS = ["streams", "groups", "lag", "pending", "tail", "dlq", "logs", "recompute", "features"]
 
 
 MESSENGER = ("MESSENGER_HOST", "MESSENGER_PORT", "MESSENGER_PASSWORD", "MESSENGER_DB")
