@@ -29,6 +29,7 @@ from tests.harness import (
     config,
     job,
     messenger_env,
+    store_read,
     write_config,
 )
 
@@ -46,14 +47,6 @@ async def seed(dsn: str, client: str) -> None:
         await store.replace("bom", client, pl.DataFrame({
             "parent_id": ["bike", "bike", "wheel"], "child_id": ["wheel", "frame", "spoke"],
             "qty_per": [2.0, 1.0, 32.0]}))
-    finally:
-        await store.close()
-
-
-async def read(dsn: str, table: str, client: str) -> pl.DataFrame:
-    store = open_store(dsn)
-    try:
-        return await store.read(table, client)
     finally:
         await store.close()
 
@@ -102,8 +95,8 @@ def test_events_in_store_results_and_notifications_out(mysql_database: str, tmp_
             services.wait_for(lambda: all(
                 r.xpending(s, "secretmagic-group")["pending"] == 0 for s in streams), 10, "acked")
             notes, boms = outputs(r, "features-updates"), outputs(r, "bom-exploded")
-        features = asyncio.run(read(database, "daily_features", client))
-        exploded = asyncio.run(read(database, "bom_exploded", client))
+        features = asyncio.run(store_read(database, "daily_features", client))
+        exploded = asyncio.run(store_read(database, "bom_exploded", client))
         dlq = r.xlen("secretmagic-group:dlq") if r.exists("secretmagic-group:dlq") else 0
         r.close()
     relay.close()
