@@ -8,7 +8,7 @@ hand, a reviewer); the code never reads them. Regenerate after changing a spec:
 
     .venv/bin/python -m store.dialect
 
-and tests/integration/test_store.py fails while a file and the specs disagree.
+and tests/integration/store/test_dsn_ddl.py fails while a file and the specs disagree.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def reference(dialect: str) -> str:
     _check(dialect)
     lines = [f"-- secretmagic analytical store: the {dialect} DDL.",
              "-- GENERATED from store/schema.py by `python -m store.dialect`: do not edit",
-             "-- (tests/integration/test_store.py fails while this file and the specs",
+             "-- (tests/integration/store/test_dsn_ddl.py fails while this file and the specs",
              "-- disagree).", "--"]
     lines += [f"-- {line}".rstrip() for line in _NOTES[dialect].splitlines()]
     owner = None

@@ -1,6 +1,6 @@
 -- secretmagic analytical store: the clickhouse DDL.
 -- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
--- (tests/integration/test_store.py fails while this file and the specs
+-- (tests/integration/store/test_dsn_ddl.py fails while this file and the specs
 -- disagree).
 --
 -- ClickHouse / chDB (verified on chDB 4.4 = ClickHouse 26.9, in-process). The tables go into the DSN's

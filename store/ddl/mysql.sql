@@ -1,6 +1,6 @@
 -- secretmagic analytical store: the mysql DDL.
 -- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
--- (tests/integration/test_store.py fails while this file and the specs
+-- (tests/integration/store/test_dsn_ddl.py fails while this file and the specs
 -- disagree).
 --
 -- MySQL protocol, MariaDB/MySQL (verified on MariaDB 10.11): mysql:// DSNs (the tests' MariaDB).

@@ -1,6 +1,6 @@
 -- secretmagic analytical store: the starrocks DDL.
 -- GENERATED from store/schema.py by `python -m store.dialect`: do not edit
--- (tests/integration/test_store.py fails while this file and the specs
+-- (tests/integration/store/test_dsn_ddl.py fails while this file and the specs
 -- disagree).
 --
 -- StarRocks, the production target (over the MySQL protocol): starrocks:// DSNs; create the
