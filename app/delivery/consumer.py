@@ -64,6 +64,7 @@ class StreamConsumer:
         self.claims = Claims(client, self.group, consumer)
         self.inflight: set[tuple[str, str]] = set()  # (stream, entry id) held by this consumer
         self.redis_ok: bool | None = None
+        self._unreachable: set[str] = set()  # streams whose last Redis call failed to connect
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, set[asyncio.Task[None]]] = {}  # handler runs per stream
         self._slots: dict[str, Slots] = {}
@@ -161,6 +162,7 @@ class StreamConsumer:
                                                         name=f"read:{stream}")
         for stream in sorted(self._readers.keys() - wanted):
             self.waiting.pop(stream, None)
+            self._unreachable.discard(stream)  # what it waited for no longer matters
             task = self._readers.pop(stream)
             await asyncio.wait([task])  # the loop sees it was removed and returns
             # Its handler runs go on to their ack; the watcher is not held up by a slow one.
@@ -330,13 +332,14 @@ class StreamConsumer:
                 await self._stuck(stream, exc)  # e.g. WRONGTYPE: the key is not a stream
         except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
             self.claims.replies_lost()  # an XREADGROUP's entries may have been lost with it
-            self._outage(exc)
+            self._outage(stream, exc)
             await self._pause(1.0)
         except Exception as exc:
             await self._stuck(stream, exc)  # a bug: the entries stay pending and are retried
         else:
             self._errors.pop(stream, None)
-            if self.redis_ok is not True:
+            self._unreachable.discard(stream)
+            if self.redis_ok is not True and not self._unreachable:
                 if self.redis_ok is False:
                     RECONNECTS.inc()
                     self.log.info("Redis at %s is reachable again", self.redis_label)
@@ -357,10 +360,14 @@ class StreamConsumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _outage(self, exc: BaseException) -> None:
+    def _outage(self, stream: str, exc: BaseException) -> None:
+        """One line per outage, not per failed call: Redis is reachable again once every stream
+        that failed has succeeded (in a cluster, the streams of the live masters go on
+        succeeding while a failed master's are waiting for its replica)."""
         if self.redis_ok is not False:
             self.log.error("Redis at %s is unreachable; waiting for it (%s)", self.redis_label,
                            exc)
+        self._unreachable.add(stream)
         self.redis_ok = False
 
     def _fatal(self, message: str) -> None:
