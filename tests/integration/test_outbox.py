@@ -20,12 +20,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    BusyLoadingError,
-    ReadOnlyError,
-    ResponseError,
-)
+from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,15 +29,11 @@ from app.publishing.outbox import Outbox, OutboxFull, OutboxLocked, is_outage
 from core.errors import RetryableError
 from core.events import Event
 from core.wire import encode
-from tests.harness import wait_until
+from tests.harness import ROOT, wait_until
 from tests.services import PrivateRedis
 
-ROOT = Path(__file__).resolve().parents[2]
 STREAM = "features-updates"
 OTHER = "bom-exploded"
-
-
-# --- helpers -------------------------------------------------------------------------------------
 
 
 def event_fields(n: int, event_type: str = "features_updated") -> dict[str, str]:
