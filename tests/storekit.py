@@ -1,6 +1,6 @@
 """Helpers of the store's tests (tests/integration/test_store*.py): the backends to run a test
-on, sample frames with awkward values, exact comparison, private MySQL databases. No fixtures
-here: each test module declares its own (`backend()` makes one a line)."""
+on, sample frames with awkward values, exact comparison, private MySQL databases, and the
+module fixtures of a store per backend (`backend_, store = store_fixtures("sm_x")`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pymysql
+import pytest
 from polars.testing import assert_frame_equal
 
 from store import Store, open_store, parse_dsn, table_spec
@@ -56,6 +58,23 @@ async def backend(name: str, mysql_dsn: str, prefix: str) -> AsyncIterator[Backe
             await s.close()
             sim.close()
         await maria.close()
+
+
+def store_fixtures(prefix: str) -> tuple[Any, Any]:
+    """Module fixtures `backend_` (one Backend per name in BACKENDS, MySQL ones in a private
+    database named from `prefix`) and `store` (its Store); a test module assigns both names."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    async def backend_(request: pytest.FixtureRequest, mysql_dsn: str
+                       ) -> AsyncIterator[Backend]:
+        async with backend(request.param, mysql_dsn, prefix) as b:
+            yield b
+
+    @pytest.fixture(scope="module")
+    def store(backend_: Backend) -> Store:
+        return backend_.store
+
+    return backend_, store
 
 
 def admin_connection(dsn: str) -> pymysql.connections.Connection:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
@@ -19,7 +18,7 @@ from core.wire import position_now
 from handlers.pipelines import FeaturesUpdated, refresh_features, refresh_products
 from settings import Config
 from store import Store
-from tests.storekit import BACKENDS, Backend, backend, new_client
+from tests.storekit import new_client, store_fixtures
 
 START = dt.date(2024, 1, 1)
 PARAMS: dict[str, object] = {"ema_spans": [3, 10], "ma_windows": [4, 9], "std_windows": [4],
@@ -28,15 +27,7 @@ OTHER: dict[str, object] = {"ema_spans": [5], "ma_windows": [4], "std_windows": 
                             "seasonality": False}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
-    async with backend(request.param, mysql_dsn, "sm_pipe") as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def store(backend_: Backend) -> Store:
-    return backend_.store
+backend_, store = store_fixtures("sm_pipe")
 
 
 def config(params: dict[str, object]) -> Config:

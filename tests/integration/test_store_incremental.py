@@ -4,7 +4,6 @@ digest that finds where a client's data changed (checked against polars over the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
@@ -13,24 +12,13 @@ from core.errors import FatalError
 from store import Store
 from store.digest import changed_since, earliest
 from tests.storekit import (
-    BACKENDS,
-    Backend,
     assert_same_rows,
-    backend,
     new_client,
     sample,
+    store_fixtures,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
-    async with backend(request.param, mysql_dsn, "sm_incr") as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def store(backend_: Backend) -> Store:
-    return backend_.store
+backend_, store = store_fixtures("sm_incr")
 
 
 START = dt.date(2023, 12, 25)  # a Monday

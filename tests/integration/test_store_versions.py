@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
@@ -19,26 +18,15 @@ from core import wire
 from core.errors import FatalError, Superseded
 from store import Store, open_store
 from tests.storekit import (
-    BACKENDS,
-    Backend,
     assert_same_rows,
-    backend,
     features_frame,
     new_client,
     private_database,
     sample,
+    store_fixtures,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
-    async with backend(request.param, mysql_dsn, "sm_fence") as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def store(backend_: Backend) -> Store:
-    return backend_.store
+backend_, store = store_fixtures("sm_fence")
 
 
 V = wire.position("1700000000000-0")  # a version some event had

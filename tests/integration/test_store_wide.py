@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import polars as pl
 import pytest
@@ -15,20 +14,12 @@ import features
 from core.errors import FatalError
 from store import Store, open_store
 from store.schema import feature_columns, table_spec
-from tests.storekit import BACKENDS, Backend, backend, new_client
+from tests.storekit import Backend, new_client, store_fixtures
 
 KEY = ["client_id", "product_id", "date"]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-async def backend_(request: pytest.FixtureRequest, mysql_dsn: str) -> AsyncIterator[Backend]:
-    async with backend(request.param, mysql_dsn, "sm_wide") as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def store(backend_: Backend) -> Store:
-    return backend_.store
+backend_, store = store_fixtures("sm_wide")
 
 
 def wide(client: str, names: list[str], days: int = 20, start: dt.date = dt.date(2024, 1, 1),
