@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.processes import wait_for
+from scripts.processes import AppProcess, wait_for
 from tests.harness import Entries, Fields, config, messenger_env, write_config
 
 TARGET = "tests.apps.recorder:app"
@@ -62,6 +62,16 @@ def handled(books: redis.Redis, prefix: str) -> dict[str, int]:
     """event_id -> how many times the recorder handled it."""
     return {k.decode(): int(v)
             for k, v in cast(Fields, books.hgetall(f"{prefix}:handled")).items()}
+
+
+def flowing(app: AppProcess, r: redis.Redis, stream: str, sent: list[dict[Any, Any]],
+            books: redis.Redis, prefix: str, at_least: int) -> None:
+    """Once `app` consumes `stream`, write every entry of `sent` to it and wait until the
+    recorder has handled `at_least` of them (the fault is injected mid-flow after this)."""
+    app.wait_output(f"consuming {stream}")
+    for fields in sent:
+        r.xadd(stream, fields)
+    wait_for(lambda: len(handled(books, prefix)) >= at_least, 30, f"{at_least} handled")
 
 
 def outputs(r: redis.Redis, stream: str) -> list[dict[str, Any]]:

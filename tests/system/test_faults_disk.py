@@ -21,7 +21,16 @@ from pathlib import Path
 import redis
 
 from tests import services
-from tests.apps.probes import GROUP, TARGET, Counts, dead_letters, handled, outputs, recorder_env
+from tests.apps.probes import (
+    GROUP,
+    TARGET,
+    Counts,
+    dead_letters,
+    flowing,
+    handled,
+    outputs,
+    recorder_env,
+)
 from tests.harness import AppProcess, app_processes, job, unique
 
 DISK = "2m"
@@ -77,10 +86,7 @@ def test_full_disk_under_the_outbox_acks_nothing_unstored_and_recovers(
         sent = [job() for _ in range(100)]
         ids = {f["event_id"] for f in sent}
         with app_processes(AppProcess(TARGET, env, tmp_path, "disk")) as (app,):
-            app.wait_output(f"consuming {stream}")
-            for fields in sent:
-                r.xadd(stream, fields)
-            services.wait_for(lambda: len(handled(books, prefix)) >= 8, 30, "8 handled")
+            flowing(app, r, stream, sent, books, prefix, at_least=8)
             server.kill()  # the outputs of the handlers in flight go to the outbox
             services.wait_for(lambda: rows(box) >= 1, 10, "an output in the outbox")
             filled = fill_disk(filler)  # and the next ones find no room

@@ -31,6 +31,7 @@ from tests.apps.probes import (
     TARGET,
     Counts,
     dead_letters,
+    flowing,
     handled,
     metric,
     outputs,
@@ -130,10 +131,7 @@ def test_redis_out_of_memory_keeps_outputs_in_the_outbox_and_drains_them_in_orde
         sent = [job() for _ in range(300)]
         ids = {f["event_id"] for f in sent}
         with app_processes(AppProcess(TARGET, env, tmp_path, "oom-1")) as (first,):
-            first.wait_output(f"consuming {stream}")
-            for fields in sent:
-                r.xadd(stream, fields)
-            services.wait_for(lambda: len(handled(books, prefix)) >= 30, 30, "30 handled")
+            flowing(first, r, stream, sent, books, prefix, at_least=30)
             filled = fill(r, "filler")
             at_full = len(handled(books, prefix))
             first.wait_output("Redis is out of memory", timeout=30)  # the drainer's one line
@@ -183,10 +181,7 @@ def test_redis_out_of_memory_with_duplicate_checks_dead_letters_nothing(
         sent = [job() for _ in range(100)]
         ids = {f["event_id"] for f in sent}
         with app_processes(AppProcess(TARGET, env, tmp_path, "oomdedup")) as (app,):
-            app.wait_output(f"consuming {stream}")
-            for fields in sent:
-                r.xadd(stream, fields)
-            services.wait_for(lambda: len(handled(books, prefix)) >= 10, 30, "10 handled")
+            flowing(app, r, stream, sent, books, prefix, at_least=10)
             fill(r, "filler")
             # Full until an entry has been delivered more often than max_deliveries (5): had
             # those deliveries counted, it would be dead-lettered.
