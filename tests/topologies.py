@@ -76,6 +76,22 @@ class Cluster:
         return victim
 
 
+
+def logged_ids(*logs: Path) -> list[str]:
+    """The event ids recorder workers (tests.apps.recorder, RECORDER_LOG) handled, repeats kept."""
+    return [line for log in logs if log.exists() for line in log.read_text().split()]
+
+
+def drained(r: Any, streams: list[str], group: str, logs: list[Path]) -> set[str]:
+    """The event ids the (failed-over) Redis kept in `streams`, once the recorders have handled
+    every one of them and nothing is pending in `group`."""
+    kept = {f[b"event_id"].decode() for s in streams for _, f in r.xrange(s)}
+    wait_for(lambda: kept <= set(logged_ids(*logs)), 90, "every kept event handled")
+    wait_for(lambda: all(r.xpending(s, group)["pending"] == 0 for s in streams), 30,
+             "nothing pending")
+    return kept
+
+
 def _cluster_node(*options: str) -> PrivateRedis:
     """A cluster node: its bus listens on port + 10000, which must be a free port too."""
     node = PrivateRedis(*options)
