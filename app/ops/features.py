@@ -3,6 +3,7 @@ its feature_profiles, for `secretmagic features`."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +11,6 @@ from typing import Any
 import polars as pl
 
 from store import open_store
-
-KEYS = ("client_id", "product_id", "date")
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,9 @@ async def client_features(dsn: str, client_id: str, *, product: str | None = Non
     `limit`; with the profiles of the products shown."""
     store = open_store(dsn)
     try:
-        rows = await store.read("daily_features", client_id, since=since)
-        profiles = await store.read("feature_profiles", client_id)
+        rows, profiles = await asyncio.gather(
+            store.read("daily_features", client_id, since=since),
+            store.read("feature_profiles", client_id))
     finally:
         await store.close()
     if product is not None:
