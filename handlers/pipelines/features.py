@@ -66,12 +66,12 @@ class _Run:
                      reads: dict[str, dt.date | None]) -> dict[str, pl.DataFrame]:
         began = time.perf_counter()
         frames = await asyncio.gather(*(store.read(t, client, since=s) for t, s in reads.items()))
-        self._took(stage, began)
+        self.took(stage, began)
         for table, frame in zip(reads, frames, strict=True):
             self.read[table] = self.read.get(table, 0) + frame.height
         return dict(zip(reads, frames, strict=True))
 
-    def _took(self, stage: str, began: float) -> None:
+    def took(self, stage: str, began: float) -> None:
         if stage:  # "": timed by the caller (reads run beside other work)
             self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - began) * 1000
 
@@ -89,7 +89,7 @@ async def refresh_features(store: Store, client_id: str, config: Config, version
     meta = kept_frames["product_meta"]
     now = changes.observed(dict(zip(changes.SOURCES, digests, strict=True)), params, meta)
     where = changes.start(kept_frames["input_digests"].drop("client_id"), now, date_from)
-    run._took("check", began)
+    run.took("check", began)
     if where is None:
         return _done(run, params, None, Start(None, "no input changed since the last recompute"),
                      written=(0, 0), families=features.families(params, digests[1]),
@@ -104,7 +104,7 @@ async def refresh_features(store: Store, client_id: str, config: Config, version
             where = Start(replan.since, str(replan), None if replan.since is None else month)
     began = time.perf_counter()
     written = await _write(store, client_id, result, now, where.digests_from, version)
-    run._took("write", began)
+    run.took("write", began)
     return _done(run, params, result.since, where, written, result.families,
                  incremental=where.since is not None)
 
@@ -116,7 +116,7 @@ async def _compute(store: Store, client_id: str, params: FeatureParams, meta: pl
         began = time.perf_counter()
         result = await asyncio.to_thread(features.compute, got["sales"], got["stock"], meta,
                                          params)
-        run._took("compute", began)
+        run.took("compute", began)
         return result
     plan = features.plan_from(where.since, params)
     floor = min(plan.read_since, where.read_from or plan.read_since)
@@ -128,7 +128,7 @@ async def _compute(store: Store, client_id: str, params: FeatureParams, meta: pl
             features.compute_since, Plan(where.since, floor), got["sales"], got["stock"], meta,
             params, got["daily_features"], got["feature_profiles"])
     finally:
-        run._took("compute", began)
+        run.took("compute", began)
 
 
 async def _write(store: Store, client_id: str, result: Features, now: pl.DataFrame,
