@@ -5,6 +5,8 @@ RECORDER_STREAMS lists the streams (event type `job` on each). Per event the han
 - counts attempts in HINCRBY <prefix>:attempts event_id, and the time of each in a list,
 - fails as `data.fail` asks: "retryable" for the first `data.times` attempts, "fatal" always,
 - works `data.work_ms` (or RECORDER_WORK_MS) milliseconds: the in-flight window for kill tests,
+- with `data.hold` (a directory) then waits until the file `<hold>/<event_id>` exists: a test
+  that must finish in-flight handlers one at a time releases each by creating its file,
 - on success counts HINCRBY <prefix>:handled event_id (and <prefix>:by consumer, and
   <prefix>:entries the stream entry id: for entries whose event_id is not known) and publishes
   `job_done` to <stream>-done (data: the job's event_id, this process's pid and a sequence
@@ -23,6 +25,7 @@ import asyncio
 import itertools
 import os
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from faststream import Context
@@ -61,6 +64,8 @@ async def record(event: Event, broker: BrokerDep, store: StoreDep, message: Mess
     work_ms = float(event.data.get("work_ms", WORK_MS))
     if work_ms:
         await asyncio.sleep(work_ms / 1000)  # simulated work: the window a kill lands in
+    if hold := event.data.get("hold"):
+        await _released(Path(hold) / key)
     fail = event.data.get("fail")
     if fail == "fatal":
         raise FatalError(f"job {key} can never succeed")
@@ -80,6 +85,14 @@ async def record(event: Event, broker: BrokerDep, store: StoreDep, message: Mess
     # seq: the order this process published its outputs in, for tests of ordering
     return Event(event_type="job_done", client_id=event.client_id,
                  data={"job": key, "pid": os.getpid(), "seq": next(_SEQ)})
+
+
+async def _released(gate: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(gate.exists):
+        if time.monotonic() > deadline:
+            raise RetryableError(f"{gate} was not created within {timeout:.0f}s")
+        await asyncio.sleep(0.01)  # the test's release is a file: polled, not signalled
 
 
 def _bookkeeping(broker: Broker) -> Redis:

@@ -15,8 +15,9 @@ import errno
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import redis
 
@@ -31,7 +32,7 @@ from tests.apps.probes import (
     outputs,
     recorder_env,
 )
-from tests.harness import AppProcess, app_processes, job, unique
+from tests.harness import AppProcess, Fields, app_processes, job, unique
 
 DISK = "2m"
 
@@ -66,6 +67,16 @@ def fill_disk(path: Path) -> int:
     return written
 
 
+def started(books: redis.Redis, prefix: str) -> set[str]:
+    """The event ids the recorder has begun to handle (counted before its work)."""
+    return {k.decode() for k in cast(Fields, books.hgetall(f"{prefix}:attempts"))}
+
+
+def release(gates: Path, ids: Iterable[str]) -> None:
+    for event_id in ids:
+        (gates / event_id).touch()
+
+
 def rows(box: Path) -> int:
     with sqlite3.connect(f"file:{box}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -78,18 +89,28 @@ def test_full_disk_under_the_outbox_acks_nothing_unstored_and_recovers(
     with tmpfs(tmp_path / "disk", DISK) as disk, services.private_redis(
             "--appendonly", "yes", "--appendfsync", "always") as server:
         r = redis.Redis.from_url(server.url)
-        box, filler = disk / "outbox.sqlite3", disk / "filler"
-        # Handlers of 300 ms, 4 at a time: some are in flight when Redis goes.
+        box, filler, gates = disk / "outbox.sqlite3", disk / "filler", tmp_path / "gates"
+        gates.mkdir()
         env = {**recorder_env(server.url, tmp_path, stream, prefix),
-               "RECORDER_REDIS_URL": redis_url, "RECORDER_WORK_MS": "300",
+               "RECORDER_REDIS_URL": redis_url, "RECORDER_WORK_MS": "20",
                "OUTBOX_PATH": str(box)}
-        sent = [job() for _ in range(100)]
+        # The held jobs finish only when the test creates their gate files: the first one's
+        # output reaches the outbox before the disk fills, the others' after it.
+        free = [job() for _ in range(40)]
+        held = [job(hold=str(gates)) for _ in range(60)]
+        sent = free + held
         ids = {f["event_id"] for f in sent}
+        held_ids = {f["event_id"] for f in held}
         with app_processes(AppProcess(TARGET, env, tmp_path, "disk")) as (app,):
-            flowing(app, r, stream, sent, books, prefix, at_least=8)
+            flowing(app, r, stream, sent, books, prefix, at_least=len(free))
+            services.wait_for(lambda: len(started(books, prefix) & held_ids) >= 2, 30,
+                              "two held jobs in flight")
+            in_flight = sorted(started(books, prefix) & held_ids)
             server.kill()  # the outputs of the handlers in flight go to the outbox
+            release(gates, in_flight[:1])
             services.wait_for(lambda: rows(box) >= 1, 10, "an output in the outbox")
             filled = fill_disk(filler)  # and the next ones find no room
+            release(gates, held_ids)
             app.wait_output("cannot store the event: the disk is full", timeout=30)
             queued = rows(box)
             server.start()  # Redis is back; the disk is still full
