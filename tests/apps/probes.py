@@ -64,6 +64,11 @@ def handled(books: redis.Redis, prefix: str) -> dict[str, int]:
             for k, v in cast(Fields, books.hgetall(f"{prefix}:handled")).items()}
 
 
+def started(books: redis.Redis, prefix: str) -> set[str]:
+    """The event ids the recorder has begun to handle (counted before its work)."""
+    return {k.decode() for k in cast(Fields, books.hgetall(f"{prefix}:attempts"))}
+
+
 def flowing(app: AppProcess, r: redis.Redis, stream: str, sent: list[dict[Any, Any]],
             books: redis.Redis, prefix: str, at_least: int) -> None:
     """Once `app` consumes `stream`, write every entry of `sent` to it and wait until the

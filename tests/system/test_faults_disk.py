@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import cast
 
 import redis
 
@@ -31,8 +30,9 @@ from tests.apps.probes import (
     handled,
     outputs,
     recorder_env,
+    started,
 )
-from tests.harness import AppProcess, Fields, app_processes, job, unique
+from tests.harness import AppProcess, app_processes, job, unique
 
 DISK = "2m"
 
@@ -65,11 +65,6 @@ def fill_disk(path: Path) -> int:
     finally:
         os.close(fd)
     return written
-
-
-def started(books: redis.Redis, prefix: str) -> set[str]:
-    """The event ids the recorder has begun to handle (counted before its work)."""
-    return {k.decode() for k in cast(Fields, books.hgetall(f"{prefix}:attempts"))}
 
 
 def release(gates: Path, ids: Iterable[str]) -> None:

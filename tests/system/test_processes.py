@@ -12,12 +12,13 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import redis
 
 from tests import services
+from tests.apps.probes import TARGET, handled, recorder_env, started
 from tests.harness import (
     AppProcess,
     Entries,
@@ -27,24 +28,9 @@ from tests.harness import (
     config,
     fetch,
     job,
-    messenger_env,
     unique,
     write_config,
 )
-
-TARGET = "tests.apps.recorder:app"
-
-
-def recorder_env(redis_url: str, tmp_path: Path, stream: str, prefix: str, **policy: Any
-                 ) -> dict[str, str]:
-    path = write_config(tmp_path / "config.yaml", config([stream], **policy))
-    return {**messenger_env(redis_url), "SECRETMAGIC_CONFIG": str(path),
-            "RECORDER_STREAMS": stream, "RECORDER_PREFIX": prefix}
-
-
-def handled(r: redis.Redis, prefix: str) -> dict[str, int]:
-    return {k.decode(): int(v)
-            for k, v in cast(Fields, r.hgetall(f"{prefix}:handled")).items()}
 
 
 def wait(condition: object, timeout: float, what: str) -> None:
@@ -134,11 +120,11 @@ def test_sigterm_lets_handlers_finish_and_ack(redis_url: str, tmp_path: Path) ->
         w.wait_output(f"consuming {stream}")
         for _ in range(4):
             r.xadd(stream, job())
-        wait(lambda: len(r.hgetall(f"{prefix}:attempts")) == 4, 20, "4 handlers running")
-        started = time.monotonic()
+        wait(lambda: len(started(r, prefix)) == 4, 20, "4 handlers running")
+        signalled = time.monotonic()
         w.signal(signal.SIGTERM)
         code = w.wait(30)
-        took = time.monotonic() - started
+        took = time.monotonic() - signalled
     print(f"exit={code} after {took:.1f}s; handled={len(handled(r, prefix))}")
     assert code == 0 and took < 20
     assert len(handled(r, prefix)) == 4
@@ -156,7 +142,7 @@ def test_sigterm_timeout_leaves_work_for_another_instance(redis_url: str, tmp_pa
         sent = [job() for _ in range(3)]
         for fields in sent:
             r.xadd(stream, fields)
-        wait(lambda: len(r.hgetall(f"{prefix}:attempts")) == 3, 20, "3 handlers running")
+        wait(lambda: len(started(r, prefix)) == 3, 20, "3 handlers running")
         slow.signal(signal.SIGTERM)
         assert slow.wait(20) == 0
     assert r.xpending(stream, "secretmagic-group")["pending"] == 3  # unfinished: still pending
@@ -241,13 +227,13 @@ def test_second_signal_exits_at_once_leaving_work_pending(redis_url: str, tmp_pa
     with app_processes(AppProcess(TARGET, env, tmp_path, "stubborn")) as (w,):
         w.wait_output(f"consuming {stream}")
         r.xadd(stream, job())
-        wait(lambda: r.hlen(f"{prefix}:attempts") == 1, 20, "a handler running")
+        wait(lambda: len(started(r, prefix)) == 1, 20, "a handler running")
         w.signal(signal.SIGTERM)
         w.wait_output("in-flight handlers get 60 s")
-        started = time.monotonic()
+        signalled = time.monotonic()
         w.signal(signal.SIGINT)
         code = w.wait(20)
-    print(f"second signal: exit={code} after {time.monotonic() - started:.2f}s")
+    print(f"second signal: exit={code} after {time.monotonic() - signalled:.2f}s")
     assert code == 130 and "exiting now" in w.output
     assert r.xpending(stream, "secretmagic-group")["pending"] == 1  # for another instance
 
